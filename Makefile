@@ -1,0 +1,60 @@
+# Shoal's build. `make test` is the whole test suite (CI runs it);
+# `make playground` starts a local cluster.
+SHELL := /bin/bash
+TOOLS_DIR ?= /var/cache/shoal
+BIN := $(TOOLS_DIR)/bin
+GO_TEST_FLAGS ?=
+PROTO_FILES := $(wildcard proto/api/*.proto)
+
+.PHONY: all build test unit lint proto proto-check tools playground playground-down bench clean
+
+all: build
+
+build:
+	go build -o bin/shoal ./cmd/shoal
+
+tools:
+	deploy/tools.sh proto
+
+# Regenerate the API's Go code with the pinned tools.
+proto: tools
+	PATH="$(BIN):$$PATH" protoc -I . --go_out=. --go_opt=paths=source_relative \
+		--go-grpc_out=. --go-grpc_opt=paths=source_relative $(PROTO_FILES)
+
+# Fail when the committed generated code differs from what the .proto
+# files generate.
+proto-check: tools
+	@tmp=$$(mktemp -d); trap 'rm -rf $$tmp' EXIT; \
+	PATH="$(BIN):$$PATH" protoc -I . --go_out=$$tmp --go_opt=paths=source_relative \
+		--go-grpc_out=$$tmp --go-grpc_opt=paths=source_relative $(PROTO_FILES); \
+	for f in $$tmp/proto/api/*.go; do \
+		if ! cmp -s $$f proto/api/$$(basename $$f); then \
+			echo "proto/api/$$(basename $$f) is stale: run 'make proto' and commit the result"; exit 1; \
+		fi; \
+	done; \
+	for f in proto/api/*.pb.go; do \
+		[ -f $$tmp/proto/api/$$(basename $$f) ] || { echo "$$f has no .proto source: remove it"; exit 1; }; \
+	done; echo "proto: generated code is current"
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	go vet ./...
+
+unit:
+	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
+
+# The whole suite: tools, generated code, lint, then every test.
+test: proto-check lint unit
+
+bench:
+	go test -run '^$$' -bench . -benchtime 3s ./manager/...
+
+playground: build
+	deploy/playground.sh up
+
+playground-down:
+	deploy/playground.sh down
+
+clean:
+	rm -rf bin

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shoalhq/shoal/cmd/shoal/internal/daemon"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// newDaemonCmd returns `shoal daemon`.
+func newDaemonCmd() *cobra.Command {
+	var (
+		cfg          daemon.Config
+		availability string
+		logLevel     string
+	)
+	cmd := &cobra.Command{
+		Use:   "daemon",
+		Short: "Run a Shoal node (agent, and manager if it has the role)",
+		Long: `Run a Shoal node.
+
+  shoal daemon --init                        create a new cluster; this node is its first manager
+  shoal daemon --join HOST:PORT --token TOK  join a cluster as a worker or manager (the token says which)
+  shoal daemon                               resume the node kept in --data-dir
+  shoal daemon --force-new-cluster           recover from a lost quorum on a surviving manager,
+                                             keeping its state; other managers must join again`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			av, ok := api.NodeAvailability_value["NODE_AVAILABILITY_"+strings.ToUpper(availability)]
+			if !ok {
+				return fmt.Errorf("invalid argument %q for --availability: use active, pause or drain", availability)
+			}
+			cfg.Availability = api.NodeAvailability(av)
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("invalid argument %q for --log-level: use debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			cfg.Ready = func(d *daemon.Daemon) {
+				out := cmd.OutOrStdout()
+				fmt.Fprintf(out, "Node %s is serving on %s (API socket %s)\n", d.NodeID(), d.Addr(), cfg.SocketPath)
+				if c := d.Cluster(); c != nil {
+					fmt.Fprintf(out, "Cluster %s initialised; this node is its manager.\n\n", c.Id)
+					fmt.Fprintf(out, "To add a worker to this cluster, run the following command:\n\n    shoal daemon --join %s --token %s\n\n", d.Addr(), c.JoinTokens.Worker)
+					fmt.Fprintf(out, "To add a manager to this cluster, run 'shoal cluster join-token manager' and follow the instructions.\n")
+				}
+			}
+			if cfg.SocketPath == "" {
+				cfg.SocketPath = cfg.DataDir + "/" + socketName
+			}
+			return daemon.Run(ctx, cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the node's state")
+	f.StringVar(&cfg.ListenAddr, "listen-addr", "0.0.0.0:4242", "address for the API and Raft (HOST:PORT)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the listen address)")
+	f.BoolVar(&cfg.Init, "init", false, "create a new cluster with this node as its first manager")
+	f.StringVar(&cfg.JoinAddr, "join", "", "join the cluster of the manager at HOST:PORT")
+	f.StringVar(&cfg.Token, "token", "", "join token (with --join)")
+	f.BoolVar(&cfg.ForceNew, "force-new-cluster", false, "restart a surviving manager as a one-manager cluster, keeping its state")
+	f.StringVar(&cfg.Hostname, "hostname", "", "node name to report (default: the machine's hostname)")
+	f.StringVar(&availability, "availability", "active", "availability of this node when it creates the cluster: active, pause or drain")
+	f.DurationVar(&cfg.HeartbeatPeriod, "heartbeat-period", 0, "override the cluster's agent heartbeat period (default 5s)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}

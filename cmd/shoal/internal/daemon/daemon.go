@@ -1,0 +1,490 @@
+// Package daemon runs one Shoal node: the gRPC server on the node's
+// address and unix socket, the agent's session with the managers and,
+// while the node holds the manager role, a Manager. It handles the node's
+// start modes (init, join, resume, force-new-cluster) and role changes.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/shoalhq/shoal/agent"
+	"github.com/shoalhq/shoal/manager"
+	"github.com/shoalhq/shoal/manager/ca"
+	"github.com/shoalhq/shoal/manager/raft"
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// Version is reported by nodes in their description.
+var Version = "0.1.0-dev"
+
+// Config is what `shoal daemon` was asked to do.
+type Config struct {
+	DataDir       string
+	ListenAddr    string
+	AdvertiseAddr string
+	SocketPath    string
+	Init          bool
+	JoinAddr      string
+	Token         string
+	ForceNew      bool
+	Hostname      string
+	Availability  api.NodeAvailability
+	// HeartbeatPeriod overrides the cluster's period (tests).
+	HeartbeatPeriod time.Duration
+	Logger          *slog.Logger
+	// Ready, if set, is called once the node serves its API.
+	Ready func(d *Daemon)
+}
+
+// Daemon is a running node.
+type Daemon struct {
+	cfg   Config
+	log   *slog.Logger
+	state *nodeState
+	lock  *os.File
+	mux   *raft.Mux
+	grpc  *grpc.Server
+	unix  net.Listener
+	desc  *api.NodeDescription
+
+	mu      sync.Mutex
+	manager *manager.Manager
+	cluster *api.Cluster // set after --init, for the banner
+}
+
+// Dial opens a plain gRPC client connection to a node address. It is the
+// one place that chooses transport credentials.
+func Dial(addr string) (*grpc.ClientConn, error) {
+	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+}
+
+// errNotManager answers manager services on a worker.
+var errNotManager = status.Error(codes.FailedPrecondition,
+	"this node is not a manager: worker nodes cannot view or change cluster state; point --host or SHOAL_HOST at a manager")
+
+// Run starts the node and serves until ctx ends, then stops it.
+func Run(ctx context.Context, cfg Config) error {
+	d, err := start(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer d.stop()
+	if cfg.Ready != nil {
+		cfg.Ready(d)
+	}
+	return d.runAgent(ctx)
+}
+
+func (c *Config) validate() error {
+	modes := 0
+	for _, b := range []bool{c.Init, c.JoinAddr != "", c.ForceNew} {
+		if b {
+			modes++
+		}
+	}
+	if modes > 1 {
+		return errors.New("choose one of --init, --join and --force-new-cluster")
+	}
+	if c.JoinAddr != "" && c.Token == "" {
+		return errors.New("--join needs --token: get one with `shoal cluster join-token worker|manager` on a manager")
+	}
+	if c.Token != "" {
+		if err := ca.CheckTokenFormat(c.Token); err != nil {
+			return fmt.Errorf("--token: %w", err)
+		}
+	}
+	if c.ListenAddr == "" {
+		return errors.New("--listen-addr is required (HOST:PORT)")
+	}
+	return nil
+}
+
+func start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	d := &Daemon{cfg: cfg, log: cfg.Logger}
+	if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			d.stop()
+		}
+	}()
+	if d.state, err = loadState(cfg.DataDir); err != nil {
+		return nil, err
+	}
+	if err := d.checkMode(); err != nil {
+		return nil, err
+	}
+	if err := d.listen(); err != nil {
+		return nil, err
+	}
+	hostname := cfg.Hostname
+	if hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	d.desc = &api.NodeDescription{
+		Hostname:  hostname,
+		Platform:  &api.Platform{Os: runtime.GOOS, Architecture: runtime.GOARCH},
+		Resources: &api.Resources{NanoCpus: int64(runtime.NumCPU()) * 1e9, MemoryBytes: memoryBytes()},
+		Version:   Version,
+	}
+	switch {
+	case cfg.Init:
+		err = d.initCluster(ctx)
+	case cfg.JoinAddr != "":
+		err = d.join(ctx)
+	case cfg.ForceNew:
+		err = d.startManager(true)
+	default:
+		hasRaft, herr := manager.HasState(cfg.DataDir)
+		if herr != nil {
+			return nil, herr
+		}
+		if hasRaft {
+			err = d.startManager(false)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// checkMode refuses start modes that do not fit the data directory.
+func (d *Daemon) checkMode() error {
+	st, dir := d.state, d.cfg.DataDir
+	switch {
+	case st != nil && d.cfg.Init:
+		return fmt.Errorf("data dir %s already holds node %s of cluster %s: start without --init to resume it, or use an empty --data-dir for a new cluster", dir, st.NodeID, st.ClusterID)
+	case st != nil && d.cfg.JoinAddr != "":
+		return fmt.Errorf("data dir %s already holds node %s of cluster %s: start without --join to resume it, or use an empty --data-dir to join as a new node", dir, st.NodeID, st.ClusterID)
+	case st == nil && d.cfg.ForceNew:
+		return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds no node", dir)
+	case st == nil && !d.cfg.Init && d.cfg.JoinAddr == "":
+		return fmt.Errorf("data dir %s holds no node: start with --init to create a cluster or --join ADDR --token TOKEN to join one", dir)
+	}
+	if d.cfg.ForceNew {
+		has, err := manager.HasState(dir)
+		if err != nil {
+			return err
+		}
+		if !has {
+			return fmt.Errorf("--force-new-cluster: node %s in %s was never a manager (no raft state)", st.NodeID, dir)
+		}
+	}
+	return nil
+}
+
+// listen opens the node's TCP port (gRPC and Raft share it) and the local
+// unix socket, and registers the services.
+func (d *Daemon) listen() error {
+	ln, err := net.Listen("tcp", d.cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", d.cfg.ListenAddr, err)
+	}
+	adv := d.cfg.AdvertiseAddr
+	if adv == "" {
+		adv = ln.Addr().String()
+		d.cfg.AdvertiseAddr = adv
+	}
+	advAddr, err := net.ResolveTCPAddr("tcp", adv)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("--advertise-addr %s: %w", adv, err)
+	}
+	d.mux = raft.NewMux(ln, advAddr)
+	d.grpc = grpc.NewServer()
+	resolve := func(pick func(*manager.Manager) any) func() (any, error) {
+		return func() (any, error) {
+			m := d.currentManager()
+			if m == nil {
+				return nil, errNotManager
+			}
+			return pick(m), nil
+		}
+	}
+	manager.Gate(d.grpc, &api.Control_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Control() }),
+		func(ctx context.Context, method string, call func(context.Context) (any, error)) (any, error) {
+			m := d.currentManager()
+			if m == nil {
+				return nil, errNotManager
+			}
+			return m.AroundControl(ctx, method, call)
+		})
+	manager.Gate(d.grpc, &api.Membership_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Membership() }), nil)
+	manager.Gate(d.grpc, &api.Raft_ServiceDesc, resolve(func(m *manager.Manager) any { return m.RaftService() }), nil)
+	manager.Gate(d.grpc, &api.Dispatcher_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Dispatcher() }), nil)
+	go d.grpc.Serve(d.mux.GRPCListener())
+	sock := d.cfg.SocketPath
+	if sock == "" {
+		sock = filepath.Join(d.cfg.DataDir, "shoal.sock")
+	}
+	_ = os.Remove(sock)
+	if d.unix, err = net.Listen("unix", sock); err != nil {
+		return fmt.Errorf("listen on unix socket %s: %w", sock, err)
+	}
+	_ = os.Chmod(sock, 0o660)
+	go d.grpc.Serve(d.unix)
+	return nil
+}
+
+func (d *Daemon) currentManager() *manager.Manager {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.manager
+}
+
+// Manager returns the node's manager, nil on a worker.
+func (d *Daemon) Manager() *manager.Manager { return d.currentManager() }
+
+// Addr is the node's advertised address.
+func (d *Daemon) Addr() string { return d.cfg.AdvertiseAddr }
+
+// NodeID is the node's ID.
+func (d *Daemon) NodeID() string { return d.state.NodeID }
+
+// Cluster returns the cluster created by --init (nil otherwise).
+func (d *Daemon) Cluster() *api.Cluster { return d.cluster }
+
+func (d *Daemon) managerConfig(force bool) manager.Config {
+	return manager.Config{
+		NodeID:          d.state.NodeID,
+		Addr:            d.cfg.AdvertiseAddr,
+		DataDir:         d.cfg.DataDir,
+		StreamLayer:     d.mux.StreamLayer(),
+		Dial:            Dial,
+		Description:     d.desc,
+		Availability:    d.cfg.Availability,
+		HeartbeatPeriod: d.cfg.HeartbeatPeriod,
+		ForceNewCluster: force,
+		Logger:          d.log,
+	}
+}
+
+// startManager starts the manager role from the data directory's state.
+func (d *Daemon) startManager(force bool) error {
+	m, err := manager.New(d.managerConfig(force))
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	d.manager = m
+	d.mu.Unlock()
+	d.log.Info("manager started", "node", d.state.NodeID, "addr", d.cfg.AdvertiseAddr, "force_new_cluster", force)
+	return nil
+}
+
+// stopManager stops the manager role; wipe also deletes its Raft state
+// (after a demotion, so a restart does not resume as a manager).
+func (d *Daemon) stopManager(wipe bool) {
+	d.mu.Lock()
+	m := d.manager
+	d.manager = nil
+	d.mu.Unlock()
+	if m == nil {
+		return
+	}
+	_ = m.Stop()
+	if wipe {
+		_ = os.RemoveAll(filepath.Join(d.cfg.DataDir, "raft"))
+	}
+}
+
+func (d *Daemon) initCluster(ctx context.Context) error {
+	d.state = &nodeState{NodeID: store.NewID()}
+	if err := d.startManager(false); err != nil {
+		return err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	cluster, err := d.currentManager().Bootstrap(bctx)
+	if err != nil {
+		return err
+	}
+	d.cluster = cluster
+	d.state.ClusterID = cluster.Id
+	d.state.Managers = []string{d.cfg.AdvertiseAddr}
+	return saveState(d.cfg.DataDir, d.state)
+}
+
+// join asks the cluster at JoinAddr to admit this node. The manager role
+// is started first (with no state) so that, if the token is a manager
+// token, the leader can replicate to it as soon as it adds it.
+func (d *Daemon) join(ctx context.Context) error {
+	d.state = &nodeState{NodeID: store.NewID()}
+	if err := d.startManager(false); err != nil {
+		return err
+	}
+	conn, err := Dial(d.cfg.JoinAddr)
+	if err != nil {
+		return fmt.Errorf("--join %s: %w", d.cfg.JoinAddr, err)
+	}
+	defer conn.Close()
+	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req := &api.JoinRequest{Token: d.cfg.Token, NodeId: d.state.NodeID, Addr: d.cfg.AdvertiseAddr, Description: d.desc}
+	var resp *api.JoinResponse
+	for {
+		// A cluster that is electing a leader or a manager that is still
+		// starting answers Unavailable: retry until the deadline.
+		resp, err = api.NewMembershipClient(conn).Join(jctx, req)
+		if status.Code(err) != codes.Unavailable || jctx.Err() != nil {
+			break
+		}
+		d.log.Info("join: cluster not ready, retrying", "err", err)
+		select {
+		case <-jctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if err != nil {
+		d.stopManager(true)
+		if st, ok := status.FromError(err); ok {
+			return fmt.Errorf("join %s refused: %s", d.cfg.JoinAddr, st.Message())
+		}
+		return fmt.Errorf("join %s: %w", d.cfg.JoinAddr, err)
+	}
+	if resp.Role != api.NodeRole_NODE_ROLE_MANAGER {
+		d.stopManager(true)
+	}
+	d.state.ClusterID = resp.ClusterId
+	for _, p := range resp.Managers {
+		d.state.Managers = append(d.state.Managers, p.Addr)
+	}
+	d.log.Info("joined cluster", "cluster", resp.ClusterId, "node", resp.NodeId, "role", resp.Role.String())
+	return saveState(d.cfg.DataDir, d.state)
+}
+
+// runAgent keeps the heartbeat session and acts on role changes until ctx
+// ends.
+func (d *Daemon) runAgent(ctx context.Context) error {
+	managers := d.state.Managers
+	if m := d.currentManager(); m != nil {
+		managers = append([]string{d.cfg.AdvertiseAddr}, managers...)
+	}
+	a := agent.New(agent.Config{
+		NodeID:      d.state.NodeID,
+		Addr:        d.cfg.AdvertiseAddr,
+		Description: d.desc,
+		Managers:    managers,
+		Dial:        Dial,
+		Period:      d.cfg.HeartbeatPeriod,
+		Logger:      d.log,
+		Role: func() api.NodeRole {
+			if d.currentManager() != nil {
+				return api.NodeRole_NODE_ROLE_MANAGER
+			}
+			return api.NodeRole_NODE_ROLE_WORKER
+		},
+		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
+	})
+	err := a.Run(ctx)
+	if errors.Is(err, agent.ErrRemoved) {
+		d.log.Error("this node was removed from the cluster; stopping. Join it again with a fresh --data-dir")
+		return err
+	}
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// onHeartbeat acts on the managers' answer: start the manager role when
+// promoted, stop it once the leader has taken this node out of the Raft
+// group after a demotion, and remember the managers' addresses.
+func (d *Daemon) onHeartbeat(resp *api.HeartbeatResponse) {
+	inRaft := false
+	var addrs []string
+	for _, p := range resp.Managers {
+		addrs = append(addrs, p.Addr)
+		if p.NodeId == d.state.NodeID {
+			inRaft = true
+		}
+	}
+	m := d.currentManager()
+	switch {
+	case resp.DesiredRole == api.NodeRole_NODE_ROLE_MANAGER && m == nil:
+		if err := d.startManager(false); err != nil {
+			d.log.Error("promotion: start manager", "err", err)
+		}
+	case resp.DesiredRole == api.NodeRole_NODE_ROLE_WORKER && m != nil && !inRaft:
+		d.log.Info("demoted: stopping the manager role")
+		d.stopManager(true)
+	}
+	if len(addrs) > 0 && !equal(addrs, d.state.Managers) {
+		d.state.Managers = addrs
+		if err := saveState(d.cfg.DataDir, d.state); err != nil {
+			d.log.Warn("save node state", "err", err)
+		}
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// stop stops everything the daemon started. Safe on a partial start.
+func (d *Daemon) stop() {
+	if d.grpc != nil {
+		done := make(chan struct{})
+		go func() { d.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			d.grpc.Stop()
+		}
+	}
+	d.stopManager(false)
+	if d.mux != nil {
+		d.mux.Close()
+	}
+	if d.unix != nil {
+		d.unix.Close()
+	}
+	if d.lock != nil {
+		d.lock.Close()
+		d.lock = nil
+	}
+}
+
+// memoryBytes reads the machine's memory from /proc/meminfo (0 if unknown).
+func memoryBytes() int64 {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0
+	}
+	var kb int64
+	if _, err := fmt.Sscanf(string(b), "MemTotal: %d kB", &kb); err != nil {
+		return 0
+	}
+	return kb * 1024
+}

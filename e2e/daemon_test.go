@@ -1,0 +1,182 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// daemon is one `shoal daemon` process on a loopback port.
+type daemon struct {
+	t       *testing.T
+	name    string
+	dir     string
+	addr    string
+	logPath string
+	cmd     *exec.Cmd
+	exited  chan struct{}
+	conn    *grpc.ClientConn
+}
+
+// freePort returns a loopback address with a port that was free a moment ago.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func newDaemon(t *testing.T, name string) *daemon {
+	d := &daemon{t: t, name: name, dir: t.TempDir(), addr: freePort(t)}
+	d.logPath = filepath.Join(d.dir, "daemon.log")
+	t.Cleanup(func() {
+		d.kill()
+		if d.conn != nil {
+			d.conn.Close()
+		}
+		if t.Failed() {
+			b, _ := os.ReadFile(d.logPath)
+			t.Logf("---- log of %s (%s) ----\n%s", d.name, d.logPath, lastLines(string(b), 60))
+		}
+	})
+	return d
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// start runs the daemon with extra flags and waits until its API answers.
+func (d *daemon) start(extra ...string) {
+	d.t.Helper()
+	args := append([]string{"daemon", "--data-dir", d.dir, "--listen-addr", d.addr, "--hostname", d.name,
+		"--heartbeat-period", "500ms", "--log-level", "debug"}, extra...)
+	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.cmd = exec.Command(shoalBin, args...)
+	d.cmd.Stdout, d.cmd.Stderr = logf, logf
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatalf("start %s: %v", d.name, err)
+	}
+	d.exited = make(chan struct{})
+	go func() { d.cmd.Wait(); logf.Close(); close(d.exited) }()
+	if d.conn == nil {
+		d.conn, err = grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			d.t.Fatal(err)
+		}
+	}
+	d.waitServing(30 * time.Second)
+}
+
+// waitServing polls the node's unix socket file and TCP port.
+func (d *daemon) waitServing(timeout time.Duration) {
+	d.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-d.exited:
+			b, _ := os.ReadFile(d.logPath)
+			d.t.Fatalf("%s exited during start:\n%s", d.name, lastLines(string(b), 30))
+		default:
+		}
+		if b, _ := os.ReadFile(d.logPath); bytes.Contains(b, []byte("is serving on")) {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	d.t.Fatalf("%s not serving within %s", d.name, timeout)
+}
+
+// kill sends SIGKILL and waits for the process to end.
+func (d *daemon) kill() { d.signal(syscall.SIGKILL) }
+
+// stop sends SIGTERM and waits for the process to end.
+func (d *daemon) stop() { d.signal(syscall.SIGTERM) }
+
+func (d *daemon) signal(sig syscall.Signal) {
+	if d.cmd == nil || d.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-d.exited:
+		return
+	default:
+	}
+	_ = d.cmd.Process.Signal(sig)
+	select {
+	case <-d.exited:
+	case <-time.After(15 * time.Second):
+		_ = d.cmd.Process.Kill()
+		<-d.exited
+	}
+}
+
+func (d *daemon) control() api.ControlClient { return api.NewControlClient(d.conn) }
+
+// cli runs the shoal command line against this daemon.
+func (d *daemon) cli(args ...string) (string, error) {
+	cmd := exec.Command(shoalBin, append([]string{"--host", d.addr}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// poll calls f until it returns nil or the deadline passes.
+func poll(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+func ctxT(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
+
+func svcSpec(name string) *api.ServiceSpec {
+	return &api.ServiceSpec{
+		Annotations: &api.Annotations{Name: name},
+		Task:        &api.TaskSpec{Container: &api.ContainerSpec{Image: "registry.test:5000/web:v1"}},
+		Mode:        &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 2}}},
+	}
+}
+
+// runShoal runs the binary to completion (bounded) and returns its output.
+func runShoal(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := ctxT(timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, shoalBin, args...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}

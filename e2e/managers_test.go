@@ -1,0 +1,263 @@
+package e2e
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// leaderOf asks d who leads, as d sees it.
+func leaderOf(d *daemon) (string, error) {
+	ctx, cancel := ctxT(2 * time.Second)
+	defer cancel()
+	info, err := d.control().GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range info.Members {
+		if m.Leader {
+			return m.NodeId, nil
+		}
+	}
+	return "", fmt.Errorf("no leader among %d members", len(info.Members))
+}
+
+func serviceNames(d *daemon) ([]string, error) {
+	ctx, cancel := ctxT(5 * time.Second)
+	defer cancel()
+	resp, err := d.control().ListServices(ctx, &api.ListServicesRequest{})
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range resp.Services {
+		names = append(names, s.Spec.Annotations.Name)
+	}
+	sort.Strings(names)
+	return names, nil
+}
+
+func createService(d *daemon, name string) error {
+	ctx, cancel := ctxT(10 * time.Second)
+	defer cancel()
+	_, err := d.control().CreateService(ctx, &api.CreateServiceRequest{Spec: svcSpec(name)})
+	return err
+}
+
+func requireServiceSet(t *testing.T, d *daemon, want []string) {
+	t.Helper()
+	got, err := serviceNames(d)
+	if err != nil {
+		t.Fatalf("list services on %s: %v", d.name, err)
+	}
+	have := map[string]bool{}
+	for _, n := range got {
+		have[n] = true
+	}
+	for _, n := range want {
+		if !have[n] {
+			t.Fatalf("acknowledged service %s missing on %s (has %v)", n, d.name, got)
+		}
+	}
+}
+
+// inSync waits until every daemon reports the same store hash at the same
+// applied index.
+func inSync(t *testing.T, ds []*daemon) {
+	t.Helper()
+	poll(t, 15*time.Second, "managers in sync", func() error {
+		var first *api.GetClusterInfoResponse
+		for _, d := range ds {
+			ctx, cancel := ctxT(3 * time.Second)
+			info, err := d.control().GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+			cancel()
+			if err != nil {
+				return err
+			}
+			if first == nil {
+				first = info
+				continue
+			}
+			if info.AppliedIndex != first.AppliedIndex || info.StoreHash != first.StoreHash {
+				return fmt.Errorf("%s at %d/%s, first at %d/%s", d.name, info.AppliedIndex, info.StoreHash, first.AppliedIndex, first.StoreHash)
+			}
+		}
+		return nil
+	})
+}
+
+func TestThreeManagerDaemons(t *testing.T) {
+	m := []*daemon{newDaemon(t, "m1"), newDaemon(t, "m2"), newDaemon(t, "m3")}
+	m[0].start("--init")
+	ctx, cancel := ctxT(10 * time.Second)
+	info, err := m[0].control().GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+	cancel()
+	if err != nil {
+		t.Fatalf("cluster info: %v", err)
+	}
+	token := info.Cluster.JoinTokens.Manager
+	m[1].start("--join", m[0].addr, "--token", token)
+	m[2].start("--join", m[0].addr, "--token", token)
+	poll(t, 20*time.Second, "three reachable managers", func() error {
+		out, err := m[0].cli("node", "ls")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if n := strings.Count(out, "Reachable") + strings.Count(out, "Leader"); n != 3 {
+			return fmt.Errorf("node ls shows %d managers:\n%s", n, out)
+		}
+		return nil
+	})
+
+	// Acknowledged writes through every manager.
+	var acked []string
+	for i := 0; i < 9; i++ {
+		name := fmt.Sprintf("svc-%d", i)
+		if err := createService(m[i%3], name); err != nil {
+			t.Fatalf("create %s via %s: %v", name, m[i%3].name, err)
+		}
+		acked = append(acked, name)
+	}
+	// A duplicate name is refused with AlreadyExists and writes nothing.
+	if err := createService(m[1], "svc-0"); status.Code(err) != codes.AlreadyExists {
+		t.Fatalf("duplicate service name: got %v, want AlreadyExists", err)
+	}
+
+	t.Run("leader killed", func(t *testing.T) {
+		old, err := leaderOf(m[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		var victim *daemon
+		var rest []*daemon
+		for _, d := range m {
+			ctx, cancel := ctxT(2 * time.Second)
+			info, _ := d.control().GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+			cancel()
+			if info != nil && info.NodeId == old {
+				victim = d
+			} else {
+				rest = append(rest, d)
+			}
+		}
+		if victim == nil {
+			t.Fatalf("no daemon answers as leader %s", old)
+		}
+		killed := time.Now()
+		victim.kill()
+		poll(t, 2*time.Second, "new leader after kill -9 of the leader", func() error {
+			l, err := leaderOf(rest[0])
+			if err != nil {
+				return err
+			}
+			if l == old {
+				return fmt.Errorf("still %s", l)
+			}
+			return nil
+		})
+		t.Logf("leader election after kill -9: %v", time.Since(killed))
+		for _, d := range rest {
+			requireServiceSet(t, d, acked)
+		}
+		if err := createService(rest[1], "after-failover"); err != nil {
+			t.Fatalf("write after failover: %v", err)
+		}
+		acked = append(acked, "after-failover")
+		victim.start() // resumes from its data dir and catches up
+		inSync(t, m)
+		requireServiceSet(t, victim, acked)
+	})
+
+	t.Run("restart all", func(t *testing.T) {
+		before, err := serviceNames(m[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, d := range m {
+			d.stop()
+		}
+		for _, d := range m {
+			d.start()
+		}
+		inSync(t, m)
+		for _, d := range m {
+			got, err := serviceNames(d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got) != fmt.Sprint(before) {
+				t.Fatalf("%s after restart: %v, before: %v", d.name, got, before)
+			}
+		}
+	})
+
+	t.Run("quorum lost then forced new cluster", func(t *testing.T) {
+		survivor := m[2]
+		m[0].stop()
+		m[1].stop()
+		start := time.Now()
+		err := createService(survivor, "no-quorum")
+		if status.Code(err) != codes.Unavailable {
+			t.Fatalf("write without quorum: got %v, want Unavailable", err)
+		}
+		t.Logf("write without quorum failed after %v: %v", time.Since(start), err)
+		if took := time.Since(start); took > 10*time.Second {
+			t.Fatalf("write without quorum took %v to fail", took)
+		}
+		// Reads are served from local state, flagged stale.
+		var hdr metadata.MD
+		ctx, cancel := ctxT(10 * time.Second)
+		_, err = survivor.control().ListServices(ctx, &api.ListServicesRequest{}, grpc.Header(&hdr))
+		cancel()
+		if err != nil {
+			t.Fatalf("stale read: %v", err)
+		}
+		if len(hdr.Get("shoal-stale")) == 0 {
+			t.Fatal("read without quorum not flagged stale")
+		}
+		out, _ := survivor.cli("service", "ls")
+		if !strings.Contains(out, "WARNING") {
+			t.Fatalf("service ls without quorum shows no warning:\n%s", out)
+		}
+
+		survivor.stop()
+		survivor.start("--force-new-cluster")
+		poll(t, 10*time.Second, "writable after --force-new-cluster", func() error {
+			return createService(survivor, "after-recovery")
+		})
+		requireServiceSet(t, survivor, append(acked, "after-recovery"))
+	})
+}
+
+func TestDaemonRefusesMisuse(t *testing.T) {
+	d := newDaemon(t, "solo")
+	d.start("--init")
+	// A second daemon on the same data dir fails fast.
+	out, err := runShoal(20*time.Second, "daemon", "--data-dir", d.dir, "--listen-addr", freePort(t))
+	if err == nil || !strings.Contains(out, "in use by another shoal daemon") {
+		t.Fatalf("second daemon on the same dir: err=%v\n%s", err, out)
+	}
+	d.stop()
+	// --init on a data dir of an existing cluster fails fast.
+	out, err = runShoal(20*time.Second, "daemon", "--init", "--data-dir", d.dir, "--listen-addr", freePort(t))
+	if err == nil || !strings.Contains(out, "already holds node") {
+		t.Fatalf("--init on a used dir: err=%v\n%s", err, out)
+	}
+	// A wrong token is refused with a clear message.
+	d.start()
+	other := newDaemon(t, "intruder")
+	out, err = runShoal(30*time.Second, "daemon", "--data-dir", other.dir, "--listen-addr", other.addr,
+		"--join", d.addr, "--token", "SHOAL-1-"+strings.Repeat("a", 40))
+	if err == nil || !strings.Contains(out, "token is not valid") {
+		t.Fatalf("join with a wrong token: err=%v\n%s", err, out)
+	}
+}

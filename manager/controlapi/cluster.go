@@ -1,0 +1,120 @@
+package controlapi
+
+import (
+	"context"
+
+	"github.com/shoalhq/shoal/manager/ca"
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// GetClusterInfo returns the cluster object (nil before the cluster is
+// initialized), the Raft members as RaftInfo reports them, the answering
+// node's ID, the store's applied index and how many nodes, services and
+// tasks the store holds. The response includes the join tokens: the
+// caller's role is checked by the server's interceptor.
+func (s *Server) GetClusterInfo(ctx context.Context, _ *api.GetClusterInfoRequest) (*api.GetClusterInfoResponse, error) {
+	resp := &api.GetClusterInfoResponse{
+		Members: s.members(),
+		NodeId:  s.nodeID(),
+	}
+	s.store.View(func(tx store.ReadTx) {
+		if clusters := tx.FindClusters(store.All()); len(clusters) > 0 {
+			resp.Cluster = clone(clusters[0])
+		}
+		resp.Nodes = uint64(len(tx.FindNodes(store.All())))
+		resp.Services = uint64(len(tx.FindServices(store.All())))
+		resp.Tasks = uint64(len(tx.FindTasks(store.All())))
+	})
+	// Read after the View: the counts are at least this recent.
+	resp.StoreHash, resp.AppliedIndex = s.store.HashAndIndex()
+	return resp, nil
+}
+
+// UpdateCluster replaces the cluster spec and, when asked, rotates the
+// worker and/or manager join token (a rotated token is a fresh
+// ca.NewJoinToken(); the old one stops admitting new nodes, nodes already
+// in the cluster are unaffected). cluster_id may be empty for "the
+// cluster". version must be the cluster's current Meta.Version. A nil
+// spec keeps the current spec (to rotate a token alone); a spec is
+// otherwise validated (see ValidateClusterSpec) and stored as given.
+func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterRequest) (*api.UpdateClusterResponse, error) {
+	if req.GetSpec() != nil {
+		if err := ValidateClusterSpec(req.GetSpec()); err != nil {
+			return nil, ToStatus(err)
+		}
+	}
+	var id string
+	err := s.store.Update(ctx, func(tx store.Tx) error {
+		cur, err := findCluster(tx, req.GetClusterId())
+		if err != nil {
+			return err
+		}
+		id = cur.GetId()
+		if err := checkVersion("cluster", id, cur.GetMeta().GetVersion(), req.GetVersion()); err != nil {
+			return err
+		}
+		c := clone(cur)
+		if req.GetSpec() != nil {
+			c.Spec = clone(req.GetSpec())
+		}
+		if req.GetRotateWorkerToken() || req.GetRotateManagerToken() {
+			if c.JoinTokens == nil {
+				c.JoinTokens = &api.JoinTokens{}
+			}
+			if req.GetRotateWorkerToken() {
+				c.JoinTokens.Worker = ca.NewJoinToken()
+			}
+			if req.GetRotateManagerToken() {
+				c.JoinTokens.Manager = ca.NewJoinToken()
+			}
+		}
+		return tx.UpdateCluster(c)
+	})
+	if err != nil {
+		return nil, writeErr("update cluster", err)
+	}
+	var c *api.Cluster
+	s.store.View(func(tx store.ReadTx) { c = tx.GetCluster(id) })
+	if c == nil {
+		return nil, notFoundf("cluster %s not found (it was removed after the update)", id)
+	}
+	return &api.UpdateClusterResponse{Cluster: clone(c)}, nil
+}
+
+// findCluster returns the cluster with the ID, or the only cluster when
+// id is empty.
+func findCluster(tx store.ReadTx, id string) (*api.Cluster, error) {
+	if id == "" {
+		clusters := tx.FindClusters(store.All())
+		if len(clusters) == 0 {
+			return nil, preconditionf("the cluster is not initialized yet: run `shoal daemon --init` on the first manager")
+		}
+		return clusters[0], nil
+	}
+	c := tx.GetCluster(id)
+	if c == nil {
+		return nil, notFoundf("cluster %s not found", id)
+	}
+	return c, nil
+}
+
+// ValidateClusterSpec checks a cluster spec and returns nil or a
+// *FieldError: task_history_retention_limit is not negative, and
+// heartbeat_period and snapshot_interval, where set, are positive (unset
+// means the default; zero would stop heartbeats or snapshots).
+func ValidateClusterSpec(spec *api.ClusterSpec) error {
+	if v := spec.TaskHistoryRetentionLimit; v != nil && *v < 0 {
+		return fieldErr("task_history_retention_limit", "must not be negative, got %d (0 keeps no dead tasks; unset means 5)", *v)
+	}
+	if v := spec.HeartbeatPeriod; v != nil && *v <= 0 {
+		if err := nonNegativeDuration("heartbeat_period", *v); err != nil {
+			return err
+		}
+		return fieldErr("heartbeat_period", "must be positive, got 0: unset it for the default of 5s")
+	}
+	if v := spec.SnapshotInterval; v != nil && *v == 0 {
+		return fieldErr("snapshot_interval", "must be positive, got 0: unset it for the default of 10000 entries")
+	}
+	return validateLabels("annotations.labels", spec.GetAnnotations().GetLabels())
+}

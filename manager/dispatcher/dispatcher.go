@@ -1,0 +1,213 @@
+// Package dispatcher keeps the agents' sessions on the leader: it takes
+// heartbeats, marks a node READY when it reports and DOWN when it misses
+// its heartbeats for the grace period, and tells each node the role the
+// operator wants for it and where the managers are.
+//
+// Heartbeats are kept in memory; only changes of a node's state are
+// written through Raft, so a quiet cluster writes nothing. Run must be
+// called only while this manager is the leader: at start it gives every
+// node a full grace period, since heartbeats sent to the previous leader
+// were not seen here.
+package dispatcher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// DefaultHeartbeatPeriod is how often agents report when the cluster spec
+// does not say.
+const DefaultHeartbeatPeriod = 5 * time.Second
+
+// GraceMultiplier is how many periods a node may miss before it is DOWN.
+const GraceMultiplier = 3
+
+// ErrNodeRemoved means a heartbeat came from a node that is no longer in
+// the cluster; the node must join again.
+var ErrNodeRemoved = errors.New("this node was removed from the cluster: join it again with a join token")
+
+// Config configures a Dispatcher.
+type Config struct {
+	Store *store.MemoryStore
+	// Members returns the Raft configuration, handed to agents as the list
+	// of managers to talk to.
+	Members func() []*api.RaftMember
+	// Period overrides the cluster's heartbeat period (tests).
+	Period time.Duration
+	Logger *slog.Logger
+}
+
+// Dispatcher is the leader's view of the agents.
+type Dispatcher struct {
+	cfg      Config
+	mu       sync.Mutex
+	lastSeen map[string]time.Time
+	reported map[string]api.NodeRole
+}
+
+// New returns a dispatcher.
+func New(cfg Config) *Dispatcher {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Dispatcher{cfg: cfg, lastSeen: map[string]time.Time{}, reported: map[string]api.NodeRole{}}
+}
+
+// Period is the heartbeat period in force.
+func (d *Dispatcher) Period() time.Duration {
+	if d.cfg.Period > 0 {
+		return d.cfg.Period
+	}
+	var p time.Duration
+	d.cfg.Store.View(func(tx store.ReadTx) {
+		if cs := tx.FindClusters(store.All()); len(cs) > 0 && cs[0].Spec != nil && cs[0].Spec.HeartbeatPeriod != nil {
+			p = time.Duration(*cs[0].Spec.HeartbeatPeriod)
+		}
+	})
+	if p <= 0 {
+		p = DefaultHeartbeatPeriod
+	}
+	return p
+}
+
+// ReportedRole returns the role a node said it runs as in its last
+// heartbeat (a promoted node reports MANAGER once its Raft server is up).
+func (d *Dispatcher) ReportedRole(nodeID string) (api.NodeRole, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	r, ok := d.reported[nodeID]
+	return r, ok
+}
+
+// Heartbeat records a node's heartbeat (leader only) and answers with the
+// node's desired role, the period and the managers. It writes the node
+// only when its state, address or description changed. Fails with
+// ErrNodeRemoved for an unknown node.
+func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
+	var node *api.Node
+	d.cfg.Store.View(func(tx store.ReadTx) { node = tx.GetNode(req.NodeId) })
+	if node == nil {
+		return nil, fmt.Errorf("node %s: %w", req.NodeId, ErrNodeRemoved)
+	}
+	d.mu.Lock()
+	d.lastSeen[req.NodeId] = time.Now()
+	d.reported[req.NodeId] = req.Role
+	d.mu.Unlock()
+	if needsWrite(node, req) {
+		err := d.updateNode(ctx, req.NodeId, func(n *api.Node) {
+			if n.Status == nil {
+				n.Status = &api.NodeStatus{}
+			}
+			n.Status.State = api.NodeState_NODE_STATE_READY
+			n.Status.Message = ""
+			if req.Addr != "" {
+				n.Status.Addr = req.Addr
+			}
+			if req.Description != nil {
+				n.Description = req.Description
+			}
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	resp := &api.HeartbeatResponse{Period: int64(d.Period())}
+	if node.Spec != nil {
+		resp.DesiredRole = node.Spec.DesiredRole
+	}
+	for _, m := range d.cfg.Members() {
+		resp.Managers = append(resp.Managers, &api.Peer{NodeId: m.NodeId, Addr: m.Addr})
+	}
+	return resp, nil
+}
+
+func needsWrite(n *api.Node, req *api.HeartbeatRequest) bool {
+	if n.Status == nil || n.Status.State != api.NodeState_NODE_STATE_READY {
+		return true
+	}
+	if req.Addr != "" && n.Status.Addr != req.Addr {
+		return true
+	}
+	return req.Description != nil && !proto.Equal(n.Description, req.Description)
+}
+
+// updateNode applies change to a fresh copy of the node, retrying on
+// version conflicts.
+func (d *Dispatcher) updateNode(ctx context.Context, id string, change func(*api.Node)) error {
+	for attempt := 0; ; attempt++ {
+		err := d.cfg.Store.Update(ctx, func(tx store.Tx) error {
+			cur := tx.GetNode(id)
+			if cur == nil {
+				return fmt.Errorf("node %s: %w", id, ErrNodeRemoved)
+			}
+			n := proto.Clone(cur).(*api.Node)
+			change(n)
+			return tx.UpdateNode(n)
+		})
+		if errors.Is(err, store.ErrSequenceConflict) && attempt < 5 {
+			continue
+		}
+		return err
+	}
+}
+
+// Run marks nodes DOWN when they miss their heartbeats, until ctx ends.
+// Call it only on the leader.
+func (d *Dispatcher) Run(ctx context.Context) {
+	start := time.Now()
+	d.mu.Lock()
+	for id := range d.lastSeen {
+		d.lastSeen[id] = start
+	}
+	d.mu.Unlock()
+	for {
+		period := d.Period()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(period / 2):
+		}
+		d.markDown(ctx, start, period*GraceMultiplier)
+	}
+}
+
+func (d *Dispatcher) markDown(ctx context.Context, start time.Time, grace time.Duration) {
+	now := time.Now()
+	var late []string
+	d.cfg.Store.View(func(tx store.ReadTx) {
+		for _, n := range tx.FindNodes(store.All()) {
+			if n.Status == nil || n.Status.State != api.NodeState_NODE_STATE_READY {
+				continue
+			}
+			d.mu.Lock()
+			seen, ok := d.lastSeen[n.Id]
+			d.mu.Unlock()
+			if !ok {
+				seen = start
+			}
+			if now.Sub(seen) > grace {
+				late = append(late, n.Id)
+			}
+		}
+	})
+	for _, id := range late {
+		err := d.updateNode(ctx, id, func(n *api.Node) {
+			n.Status.State = api.NodeState_NODE_STATE_DOWN
+			n.Status.Message = fmt.Sprintf("heartbeat failure: no heartbeat for more than %s", grace)
+		})
+		if err != nil {
+			d.cfg.Logger.Warn("mark node down", "node", id, "err", err)
+			continue
+		}
+		d.cfg.Logger.Info("node is down", "node", id)
+	}
+}

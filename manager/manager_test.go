@@ -1,0 +1,276 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+func client(t *testing.T, m *TestManager) *grpc.ClientConn {
+	t.Helper()
+	c, err := DialInsecure(m.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctx5() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 5*time.Second)
+}
+
+func waitFor(t *testing.T, timeout time.Duration, what string, f func() error) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var err error
+	for time.Now().Before(deadline) {
+		if err = f(); err == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s: not within %s: %v", what, timeout, err)
+}
+
+func spec(name string) *api.ServiceSpec {
+	return &api.ServiceSpec{
+		Annotations: &api.Annotations{Name: name},
+		Task:        &api.TaskSpec{Container: &api.ContainerSpec{Image: "registry.test:5000/app:v1"}},
+		Mode:        &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 3}}},
+	}
+}
+
+func followersOf(tc *TestManagers) []*TestManager {
+	var out []*TestManager
+	for _, m := range tc.Managers {
+		if !m.raft.IsLeader() {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func TestWritesThroughFollowersAreReadEverywhere(t *testing.T) {
+	tc := StartTestManagers(t, 3)
+	tc.WaitForLeader(10 * time.Second)
+	fs := followersOf(tc)
+	for i := 0; i < 5; i++ {
+		ctx, cancel := ctx5()
+		_, err := api.NewControlClient(client(t, fs[0])).CreateService(ctx, &api.CreateServiceRequest{Spec: spec(fmt.Sprintf("s%d", i))})
+		cancel()
+		if err != nil {
+			t.Fatalf("create via follower: %v", err)
+		}
+		// Read at once through the other follower: reads are current.
+		ctx, cancel = ctx5()
+		resp, err := api.NewControlClient(client(t, fs[1])).GetService(ctx, &api.GetServiceRequest{ServiceId: fmt.Sprintf("s%d", i)})
+		cancel()
+		if err != nil || resp.Service.Spec.Annotations.Name != fmt.Sprintf("s%d", i) {
+			t.Fatalf("read via other follower right after the write: %v", err)
+		}
+	}
+	// Invalid input is refused with the field named, and nothing is written.
+	bad := spec("bad")
+	bad.Task.Container.StopGracePeriod = new(int64)
+	*bad.Task.Container.StopGracePeriod = -1
+	ctx, cancel := ctx5()
+	defer cancel()
+	before := tc.Managers[0].Store().AppliedIndex()
+	_, err := api.NewControlClient(client(t, fs[0])).CreateService(ctx, &api.CreateServiceRequest{Spec: bad})
+	if status.Code(err) != codes.InvalidArgument || !containsAll(status.Convert(err).Message(), "stop_grace_period") {
+		t.Fatalf("invalid spec: %v", err)
+	}
+	if after := tc.Managers[0].Store().AppliedIndex(); after != before {
+		t.Fatalf("invalid spec moved the applied index %d → %d", before, after)
+	}
+}
+
+func containsAll(s string, parts ...string) bool {
+	for _, p := range parts {
+		if !contains(s, p) {
+			return false
+		}
+	}
+	return true
+}
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (s[:len(sub)] == sub || contains(s[1:], sub)))
+}
+
+func TestJoinTokens(t *testing.T) {
+	tc := StartTestManagers(t, 1)
+	leader := tc.WaitForLeader(10 * time.Second)
+	mc := api.NewMembershipClient(client(t, leader))
+	ctx, cancel := ctx5()
+	defer cancel()
+	_, err := mc.Join(ctx, &api.JoinRequest{Token: "SHOAL-1-" + "abcdefghijklmnopqrstuvwxyz234567abcdefgh", NodeId: "w1", Addr: "127.0.0.1:1"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("wrong token: got %v, want PermissionDenied", err)
+	}
+	_, err = mc.Join(ctx, &api.JoinRequest{Token: "nonsense", NodeId: "w1", Addr: "127.0.0.1:1"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("malformed token: got %v, want PermissionDenied", err)
+	}
+	resp, err := mc.Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w1", Addr: "127.0.0.1:1",
+		Description: &api.NodeDescription{Hostname: "worker-1"}})
+	if err != nil || resp.Role != api.NodeRole_NODE_ROLE_WORKER || resp.ClusterId != tc.Cluster.Id {
+		t.Fatalf("worker join: %v %v", resp, err)
+	}
+	// Rotation: the old worker token stops working.
+	cc := api.NewControlClient(client(t, leader))
+	info, err := cc.GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cc.UpdateCluster(ctx, &api.UpdateClusterRequest{ClusterId: info.Cluster.Id, Version: info.Cluster.Meta.Version, RotateWorkerToken: true}); err != nil {
+		t.Fatalf("rotate: %v", err)
+	}
+	_, err = mc.Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w2", Addr: "127.0.0.1:2"})
+	if status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("rotated-out token: got %v, want PermissionDenied", err)
+	}
+}
+
+func TestHeartbeatsMarkNodesReadyThenDown(t *testing.T) {
+	tc := StartTestManagers(t, 1)
+	leader := tc.WaitForLeader(10 * time.Second)
+	ctx, cancel := ctx5()
+	defer cancel()
+	// The cluster spec sets the heartbeat period.
+	cc := api.NewControlClient(client(t, leader))
+	info, err := cc.GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	period := int64(100 * time.Millisecond)
+	cs := info.Cluster.Spec
+	cs.HeartbeatPeriod = &period
+	if _, err := cc.UpdateCluster(ctx, &api.UpdateClusterRequest{ClusterId: info.Cluster.Id, Version: info.Cluster.Meta.Version, Spec: cs}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w1", Addr: "127.0.0.1:9"}); err != nil {
+		t.Fatal(err)
+	}
+	dc := api.NewDispatcherClient(client(t, leader))
+	resp, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "w1", Addr: "127.0.0.1:9"})
+	if err != nil || resp.Period != int64(100*time.Millisecond) || len(resp.Managers) != 1 {
+		t.Fatalf("heartbeat: %v %v", resp, err)
+	}
+	nodeState := func() api.NodeState {
+		var st api.NodeState
+		leader.Store().View(func(tx store.ReadTx) { st = tx.GetNode("w1").GetStatus().GetState() })
+		return st
+	}
+	if nodeState() != api.NodeState_NODE_STATE_READY {
+		t.Fatalf("after heartbeat: %v", nodeState())
+	}
+	waitFor(t, 5*time.Second, "node DOWN after missed heartbeats", func() error {
+		if s := nodeState(); s != api.NodeState_NODE_STATE_DOWN {
+			return fmt.Errorf("state %v", s)
+		}
+		return nil
+	})
+	if _, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	if nodeState() != api.NodeState_NODE_STATE_READY {
+		t.Fatalf("back after a heartbeat: %v", nodeState())
+	}
+	if _, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "ghost"}); status.Code(err) != codes.NotFound {
+		t.Fatalf("heartbeat of unknown node: got %v, want NotFound", err)
+	}
+}
+
+func TestPromoteAndDemote(t *testing.T) {
+	tc := StartTestManagers(t, 3)
+	leader := tc.WaitForLeader(10 * time.Second)
+	cc := api.NewControlClient(client(t, leader))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	// A worker whose manager role is up but not yet in Raft.
+	w := tc.start(t.TempDir(), store.NewID())
+	if _, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: w.NodeID(), Addr: w.Addr}); err != nil {
+		t.Fatal(err)
+	}
+	setRole := func(id string, role api.NodeRole) {
+		t.Helper()
+		waitFor(t, 5*time.Second, "update node role", func() error {
+			n, err := cc.GetNode(ctx, &api.GetNodeRequest{NodeId: id})
+			if err != nil {
+				return err
+			}
+			n.Node.Spec.DesiredRole = role
+			_, err = cc.UpdateNode(ctx, &api.UpdateNodeRequest{NodeId: id, Version: n.Node.Meta.Version, Spec: n.Node.Spec})
+			return err
+		})
+	}
+	setRole(w.NodeID(), api.NodeRole_NODE_ROLE_MANAGER)
+	dc := api.NewDispatcherClient(client(t, leader))
+	resp, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: w.NodeID(), Addr: w.Addr, Role: api.NodeRole_NODE_ROLE_MANAGER})
+	if err != nil || resp.DesiredRole != api.NodeRole_NODE_ROLE_MANAGER {
+		t.Fatalf("heartbeat after promotion: %v %v", resp, err)
+	}
+	waitFor(t, 10*time.Second, "promoted node in raft with role manager", func() error {
+		n, err := cc.GetNode(ctx, &api.GetNodeRequest{NodeId: w.NodeID()})
+		if err != nil {
+			return err
+		}
+		if len(leader.raft.Members()) != 4 || n.Node.Role != api.NodeRole_NODE_ROLE_MANAGER || n.Node.ManagerStatus == nil {
+			return fmt.Errorf("%d members, role %v", len(leader.raft.Members()), n.Node.Role)
+		}
+		return nil
+	})
+	// Demote a follower: it leaves the Raft group and becomes a worker.
+	victim := followersOf(tc)[0]
+	setRole(victim.NodeID(), api.NodeRole_NODE_ROLE_WORKER)
+	waitFor(t, 10*time.Second, "demoted node out of raft", func() error {
+		l := tc.WaitForLeader(5 * time.Second)
+		n, err := api.NewControlClient(client(t, l)).GetNode(ctx, &api.GetNodeRequest{NodeId: victim.NodeID()})
+		if err != nil {
+			return err
+		}
+		if l.raft.IsMember(victim.NodeID()) || n.Node.Role != api.NodeRole_NODE_ROLE_WORKER {
+			return fmt.Errorf("still member=%v role=%v", l.raft.IsMember(victim.NodeID()), n.Node.Role)
+		}
+		return nil
+	})
+}
+
+func TestStaleReadsAreFlaggedAndWritesFailFast(t *testing.T) {
+	tc := StartTestManagers(t, 3)
+	tc.WaitForLeader(10 * time.Second)
+	survivor := followersOf(tc)[0]
+	for _, m := range tc.Managers {
+		if m != survivor {
+			m.Stop()
+		}
+	}
+	cc := api.NewControlClient(client(t, survivor))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := cc.CreateService(ctx, &api.CreateServiceRequest{Spec: spec("lost")})
+	if status.Code(err) != codes.Unavailable {
+		t.Fatalf("write without quorum: got %v, want Unavailable", err)
+	}
+	t.Logf("write without quorum failed in %v: %v", time.Since(start), err)
+	var hdr metadata.MD
+	if _, err := cc.ListServices(ctx, &api.ListServicesRequest{}, grpc.Header(&hdr)); err != nil {
+		t.Fatalf("read without quorum: %v", err)
+	}
+	if len(hdr.Get(StaleHeader)) == 0 {
+		t.Fatal("read without quorum is not flagged stale")
+	}
+}

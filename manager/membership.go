@@ -1,0 +1,168 @@
+package manager
+
+import (
+	"context"
+	"fmt"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalhq/shoal/manager/ca"
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// ensureCluster writes the Cluster object and this node's Node object if
+// they do not exist yet (leader only), and returns the cluster.
+func (m *Manager) ensureCluster(ctx context.Context) (*api.Cluster, error) {
+	var cluster *api.Cluster
+	err := m.retryConflicts(ctx, func(tx store.Tx) error {
+		cs := tx.FindClusters(store.All())
+		if len(cs) > 0 {
+			cluster = cs[0]
+		} else {
+			cluster = &api.Cluster{
+				Id:         store.NewID(),
+				Spec:       &api.ClusterSpec{Annotations: &api.Annotations{Name: "default"}},
+				JoinTokens: &api.JoinTokens{Worker: ca.NewJoinToken(), Manager: ca.NewJoinToken()},
+			}
+			if err := tx.CreateCluster(cluster); err != nil {
+				return err
+			}
+		}
+		if tx.GetNode(m.cfg.NodeID) == nil {
+			return tx.CreateNode(&api.Node{
+				Id: m.cfg.NodeID,
+				Spec: &api.NodeSpec{
+					DesiredRole:  api.NodeRole_NODE_ROLE_MANAGER,
+					Availability: m.cfg.Availability,
+				},
+				Description:   m.cfg.Description,
+				Role:          api.NodeRole_NODE_ROLE_MANAGER,
+				Status:        &api.NodeStatus{State: api.NodeState_NODE_STATE_READY, Addr: m.cfg.Addr},
+				ManagerStatus: &api.ManagerStatus{Addr: m.cfg.Addr, Leader: true, Reachability: api.Reachability_REACHABILITY_REACHABLE},
+			})
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create cluster object: %w", err)
+	}
+	return cluster, nil
+}
+
+// membershipServer admits nodes that present a join token.
+type membershipServer struct {
+	api.UnimplementedMembershipServer
+	m *Manager
+}
+
+// Join admits a node (on the leader; a follower forwards the call).
+func (s *membershipServer) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinResponse, error) {
+	m := s.m
+	if !m.raft.IsLeader() {
+		addr, err := m.leaderAddr()
+		if err != nil {
+			return nil, edgeError(err)
+		}
+		c, err := m.peers.get(addr)
+		if err != nil {
+			return nil, edgeError(err)
+		}
+		return api.NewMembershipClient(c).Join(ctx, req)
+	}
+	if req.NodeId == "" || req.Addr == "" {
+		return nil, status.Error(codes.InvalidArgument, "join: node_id and addr are required")
+	}
+	if err := ca.CheckTokenFormat(req.Token); err != nil {
+		return nil, status.Error(codes.PermissionDenied, err.Error())
+	}
+	var cluster *api.Cluster
+	m.store.View(func(tx store.ReadTx) {
+		if cs := tx.FindClusters(store.All()); len(cs) > 0 {
+			cluster = cs[0]
+		}
+	})
+	if cluster == nil || cluster.JoinTokens == nil {
+		return nil, status.Error(codes.Unavailable, "join: the cluster is not initialised yet; retry")
+	}
+	var role api.NodeRole
+	switch {
+	case ca.TokenMatches(req.Token, cluster.JoinTokens.Manager):
+		role = api.NodeRole_NODE_ROLE_MANAGER
+	case ca.TokenMatches(req.Token, cluster.JoinTokens.Worker):
+		role = api.NodeRole_NODE_ROLE_WORKER
+	default:
+		return nil, status.Error(codes.PermissionDenied, "join: the token is not valid for this cluster (it may have been rotated): get a current one with `shoal cluster join-token worker|manager` on a manager")
+	}
+	if role == api.NodeRole_NODE_ROLE_MANAGER {
+		if err := m.raft.AddVoter(ctx, req.NodeId, req.Addr); err != nil {
+			return nil, edgeError(err)
+		}
+	}
+	var ms *api.ManagerStatus
+	if role == api.NodeRole_NODE_ROLE_MANAGER {
+		ms = &api.ManagerStatus{Addr: req.Addr, Reachability: api.Reachability_REACHABILITY_REACHABLE}
+	}
+	err := m.retryConflicts(ctx, func(tx store.Tx) error {
+		cur := tx.GetNode(req.NodeId)
+		if cur == nil {
+			return tx.CreateNode(&api.Node{
+				Id:            req.NodeId,
+				Spec:          &api.NodeSpec{DesiredRole: role},
+				Description:   req.Description,
+				Role:          role,
+				Status:        &api.NodeStatus{State: api.NodeState_NODE_STATE_READY, Addr: req.Addr},
+				ManagerStatus: ms,
+			})
+		}
+		n := proto.Clone(cur).(*api.Node)
+		n.Description = req.Description
+		n.Status = &api.NodeStatus{State: api.NodeState_NODE_STATE_READY, Addr: req.Addr}
+		if ms != nil {
+			n.Role = role
+			n.ManagerStatus = ms
+		}
+		return tx.UpdateNode(n)
+	})
+	if err != nil {
+		return nil, edgeError(err)
+	}
+	m.log.Info("node joined", "node", req.NodeId, "addr", req.Addr, "role", role.String())
+	resp := &api.JoinResponse{NodeId: req.NodeId, ClusterId: cluster.Id, Role: role}
+	for _, mem := range m.raft.Members() {
+		resp.Managers = append(resp.Managers, &api.Peer{NodeId: mem.NodeId, Addr: mem.Addr})
+	}
+	return resp, nil
+}
+
+// dispatcherServer forwards heartbeats to the leader's dispatcher.
+type dispatcherServer struct {
+	api.UnimplementedDispatcherServer
+	m *Manager
+}
+
+// Heartbeat records a node's heartbeat on the leader.
+func (s *dispatcherServer) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
+	m := s.m
+	if !m.raft.IsLeader() {
+		addr, err := m.leaderAddr()
+		if err != nil {
+			return nil, edgeError(err)
+		}
+		c, err := m.peers.get(addr)
+		if err != nil {
+			return nil, edgeError(err)
+		}
+		return api.NewDispatcherClient(c).Heartbeat(ctx, req)
+	}
+	resp, err := m.dispatcher.Heartbeat(ctx, req)
+	if err != nil {
+		if isNodeRemoved(err) {
+			return nil, status.Error(codes.NotFound, err.Error())
+		}
+		return nil, edgeError(err)
+	}
+	return resp, nil
+}
