@@ -165,6 +165,13 @@ func TestThreeManagerDaemons(t *testing.T) {
 			return nil
 		})
 		t.Logf("leader election after kill -9: %v", time.Since(killed))
+		poll(t, 10*time.Second, "node ls shows the dead manager Unreachable", func() error {
+			out, err := rest[0].cli("node", "ls")
+			if err != nil || !strings.Contains(out, "Unreachable") || !strings.Contains(out, "Leader") {
+				return fmt.Errorf("%v:\n%s", err, out)
+			}
+			return nil
+		})
 		for _, d := range rest {
 			requireServiceSet(t, d, acked)
 		}
@@ -259,5 +266,90 @@ func TestDaemonRefusesMisuse(t *testing.T) {
 		"--join", d.addr, "--token", "SHOAL-1-"+strings.Repeat("a", 40))
 	if err == nil || !strings.Contains(out, "token is not valid") {
 		t.Fatalf("join with a wrong token: err=%v\n%s", err, out)
+	}
+}
+
+func (d *daemon) localCLI(args ...string) (string, error) {
+	return runShoal(30*time.Second, append([]string{"--host", "unix://" + d.dir + "/shoal.sock"}, args...)...)
+}
+
+func (d *daemon) waitExit(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case <-d.exited:
+	case <-time.After(timeout):
+		t.Fatalf("%s still running %s after leaving", d.name, timeout)
+	}
+}
+
+func TestLeaveAndRemoveDeadManager(t *testing.T) {
+	m1, m2, m3, w1 := newDaemon(t, "m1"), newDaemon(t, "m2"), newDaemon(t, "m3"), newDaemon(t, "w1")
+	m1.start("--init")
+	mtok, err := m1.cli("cluster", "join-token", "manager", "-q")
+	if err != nil {
+		t.Fatalf("join-token: %v %s", err, mtok)
+	}
+	wtok, _ := m1.cli("cluster", "join-token", "worker", "-q")
+	m2.start("--join", m1.addr, "--token", strings.TrimSpace(mtok))
+	m3.start("--join", m1.addr, "--token", strings.TrimSpace(mtok))
+	w1.start("--join", m1.addr, "--token", strings.TrimSpace(wtok))
+	nodeCount := func(want int) func() error {
+		return func() error {
+			out, err := m1.cli("node", "ls", "-q")
+			if err != nil {
+				return err
+			}
+			if n := len(strings.Fields(out)); n != want {
+				return fmt.Errorf("%d nodes:\n%s", n, out)
+			}
+			return nil
+		}
+	}
+	poll(t, 10*time.Second, "four nodes", nodeCount(4))
+
+	// A worker leaves: its daemon stops and the node is gone.
+	if out, err := w1.localCLI("cluster", "leave"); err != nil || !strings.Contains(out, "left the cluster") {
+		t.Fatalf("worker leave: %v\n%s", err, out)
+	}
+	w1.waitExit(t, 10*time.Second)
+	poll(t, 10*time.Second, "worker gone from node ls", nodeCount(3))
+
+	// A dead manager is demoted (the leader removes it from Raft) and removed.
+	m3.kill()
+	if out, err := m1.cli("node", "demote", "m3"); err != nil {
+		t.Fatalf("demote dead manager: %v\n%s", err, out)
+	}
+	poll(t, 15*time.Second, "dead manager out of raft", func() error {
+		ctx, cancel := ctxT(3 * time.Second)
+		defer cancel()
+		info, err := m1.control().GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+		if err != nil {
+			return err
+		}
+		if len(info.Members) != 2 {
+			return fmt.Errorf("%d managers", len(info.Members))
+		}
+		return nil
+	})
+	poll(t, 30*time.Second, "node rm of the dead manager", func() error {
+		out, err := m1.cli("node", "rm", "m3")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		return nil
+	})
+	poll(t, 10*time.Second, "two nodes", nodeCount(2))
+
+	// A manager leaves only with --force, and the cluster goes on.
+	if out, err := m2.localCLI("cluster", "leave"); err == nil || !strings.Contains(out, "demote") {
+		t.Fatalf("manager leave without --force: err=%v\n%s", err, out)
+	}
+	if out, err := m2.localCLI("cluster", "leave", "--force"); err != nil {
+		t.Fatalf("manager leave --force: %v\n%s", err, out)
+	}
+	m2.waitExit(t, 10*time.Second)
+	poll(t, 10*time.Second, "one node", nodeCount(1))
+	if err := createService(m1, "still-writable"); err != nil {
+		t.Fatalf("write after the other managers left: %v", err)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoalhq/shoal/manager/ca"
+	"github.com/shoalhq/shoal/manager/controlapi"
 	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -165,4 +166,62 @@ func (s *dispatcherServer) Heartbeat(ctx context.Context, req *api.HeartbeatRequ
 		return nil, edgeError(err)
 	}
 	return resp, nil
+}
+
+// Leave takes a node out of the cluster (on the leader; a follower
+// forwards): a manager leaves the Raft group first, refused when that
+// would cost the quorum; then the node object is deleted, so the node's
+// next heartbeat learns it was removed. A leader asked to remove itself
+// hands leadership over and answers Unavailable: retry, and the new
+// leader completes it.
+func (s *membershipServer) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveResponse, error) {
+	m := s.m
+	if !m.raft.IsLeader() {
+		addr, err := m.leaderAddr()
+		if err != nil {
+			return nil, edgeError(err)
+		}
+		c, err := m.peers.get(addr)
+		if err != nil {
+			return nil, edgeError(err)
+		}
+		return api.NewMembershipClient(c).Leave(ctx, req)
+	}
+	var node *api.Node
+	var check error
+	members := m.raft.Members()
+	m.store.View(func(tx store.ReadTx) {
+		node = tx.GetNode(req.NodeId)
+		if node != nil {
+			check = controlapi.CheckManagerRemoval(tx, node, req.NodeId, "remove", members)
+		}
+	})
+	if node == nil {
+		return nil, status.Errorf(codes.NotFound, "node %s is not in the cluster", req.NodeId)
+	}
+	if m.raft.IsMember(req.NodeId) {
+		if check != nil {
+			return nil, controlapi.ToStatus(check)
+		}
+		if req.NodeId == m.cfg.NodeID {
+			if err := m.raft.TransferLeadership(); err != nil {
+				return nil, edgeError(err)
+			}
+			return nil, status.Error(codes.Unavailable, "leave: this manager handed leadership over; retry to complete the leave")
+		}
+		if err := m.raft.RemoveServer(ctx, req.NodeId); err != nil {
+			return nil, edgeError(err)
+		}
+	}
+	err := m.retryConflicts(ctx, func(tx store.Tx) error {
+		if tx.GetNode(req.NodeId) == nil {
+			return nil
+		}
+		return tx.DeleteNode(req.NodeId)
+	})
+	if err != nil {
+		return nil, edgeError(err)
+	}
+	m.log.Info("node left the cluster", "node", req.NodeId)
+	return &api.LeaveResponse{}, nil
 }

@@ -86,7 +86,7 @@ func (s *Server) UpdateNode(ctx context.Context, req *api.UpdateNodeRequest) (*a
 		}
 		if desiredRole(cur) == api.NodeRole_NODE_ROLE_MANAGER &&
 			req.GetSpec().GetDesiredRole() == api.NodeRole_NODE_ROLE_WORKER {
-			if err := checkDemotion(tx, cur, req.GetNodeId(), members); err != nil {
+			if err := CheckManagerRemoval(tx, cur, req.GetNodeId(), "demote", members); err != nil {
 				return err
 			}
 		}
@@ -105,12 +105,13 @@ func (s *Server) UpdateNode(ctx context.Context, req *api.UpdateNodeRequest) (*a
 	return &api.UpdateNodeResponse{Node: clone(n)}, nil
 }
 
-// checkDemotion refuses to demote node when that would leave the cluster
-// without a manager or without a reachable quorum. ref is the user's name
-// for the node, for messages. members is the Raft configuration; without
-// one (no Raft), the managers are the nodes whose observed role is
-// manager, all taken as reachable.
-func checkDemotion(tx store.ReadTx, node *api.Node, ref string, members []*api.RaftMember) error {
+// CheckManagerRemoval refuses to take node out of the managers (demotion,
+// or the node leaving the cluster; verb names which in messages) when it
+// is the last manager or when the managers that stay would have no
+// reachable quorum. members is the Raft configuration; empty means the
+// store's manager nodes, all taken as reachable. A node that is not a
+// manager yet passes.
+func CheckManagerRemoval(tx store.ReadTx, node *api.Node, ref, verb string, members []*api.RaftMember) error {
 	type manager struct {
 		id        string
 		reachable bool
@@ -153,11 +154,11 @@ func checkDemotion(tx store.ReadTx, node *api.Node, ref string, members []*api.R
 		}
 	}
 	if staying == 0 {
-		return preconditionf("node %s is the last manager of the cluster: promote another node first (`shoal node promote NODE`), then demote this one", ref)
+		return preconditionf("node %s is the last manager of the cluster: promote another node first (`shoal node promote NODE`), then %s this one", ref, verb)
 	}
 	if quorum := staying/2 + 1; reachable < quorum {
-		return preconditionf("cannot demote node %s: %d manager(s) would remain and only %d of them are reachable, fewer than the quorum of %d, so the cluster would stop accepting changes; bring the unreachable managers back (or remove them) first, or promote another node",
-			ref, staying, reachable, quorum)
+		return preconditionf("cannot %s node %s: %d manager(s) would remain and only %d of them are reachable, fewer than the quorum of %d, so the cluster would stop accepting changes; bring the unreachable managers back (or remove them) first, or promote another node",
+			verb, ref, staying, reachable, quorum)
 	}
 	return nil
 }

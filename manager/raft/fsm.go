@@ -17,22 +17,22 @@ type fsm struct {
 	store *store.MemoryStore
 }
 
-// Apply decodes a command and applies it at the entry's index. The
-// returned value is the store's error (nil on success); it reaches the
-// proposer through the apply future.
+// Apply decodes a batch of commands and applies them at the entry's
+// index. It returns the store's errors, one per command ([]error); they
+// reach the proposers through the apply future.
 func (f *fsm) Apply(l *hraft.Log) interface{} {
 	if l.Type != hraft.LogCommand {
 		return nil
 	}
-	cmd := &api.Command{}
-	if err := proto.Unmarshal(l.Data, cmd); err != nil {
+	batch := &api.CommandBatch{}
+	if err := proto.Unmarshal(l.Data, batch); err != nil {
 		// A corrupt entry is consumed as an empty command so every manager
 		// stays in step (and its applied index moves); the error reaches
 		// the proposer.
 		_ = f.store.Apply(l.Index, &api.Command{})
-		return fmt.Errorf("decode command at index %d: %w", l.Index, err)
+		return fmt.Errorf("decode commands at index %d: %w", l.Index, err)
 	}
-	return f.store.Apply(l.Index, cmd)
+	return f.store.ApplyBatch(l.Index, batch.Commands)
 }
 
 // Snapshot captures the store; the encoding happens in Persist, off the

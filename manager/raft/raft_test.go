@@ -240,3 +240,39 @@ func TestHasState(t *testing.T) {
 		t.Fatal("dir with raft.db reported empty")
 	}
 }
+
+// Concurrent writers share log entries (batches); each write still gets
+// its own outcome: of several creates of one name exactly one wins.
+func TestConcurrentProposalsGetTheirOwnOutcome(t *testing.T) {
+	c := MakeTestCluster(t, 3)
+	s := c.Leader().Store()
+	const names, tries = 40, 5
+	errs := make(chan error, names*tries)
+	for i := 0; i < names*tries; i++ {
+		go func() {
+			name := fmt.Sprintf("svc-%d", i%names)
+			errs <- s.Update(context.Background(), func(tx store.Tx) error {
+				// Stage without looking, so the leader's Apply decides.
+				return tx.CreateService(&api.Service{Id: store.NewID(), Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: name}}})
+			})
+		}()
+	}
+	ok, conflicts := 0, 0
+	for i := 0; i < names*tries; i++ {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, store.ErrNameConflict):
+			conflicts++
+		default:
+			t.Fatalf("unexpected error: %v", err)
+		}
+	}
+	if ok != names || conflicts != names*(tries-1) {
+		t.Fatalf("%d created and %d conflicts, want %d and %d", ok, conflicts, names, names*(tries-1))
+	}
+	if got := len(serviceIDs(s)); got != names {
+		t.Fatalf("%d services stored, want %d", got, names)
+	}
+}

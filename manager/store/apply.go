@@ -38,12 +38,31 @@ import (
 // or its objects afterwards (a command decoded from the log, or built by
 // Update, is owned by nobody else).
 func (s *MemoryStore) Apply(index uint64, cmd *api.Command) error {
+	return s.ApplyBatch(index, []*api.Command{cmd})[0]
+}
+
+// ApplyBatch applies independent commands that were committed together in
+// one log entry at index: each in turn, all of its actions or none,
+// exactly as Apply would apply it after the ones before it. It returns one
+// error per command (nil for those applied). Objects written by the batch
+// all get Meta.Version = index; a later command of the batch that carries
+// the version an earlier one replaced fails with ErrSequenceConflict, as
+// it would in separate entries. It is deterministic and takes ownership of
+// cmds, like Apply; with an index not greater than AppliedIndex() every
+// command fails with ErrStaleIndex and nothing changes.
+func (s *MemoryStore) ApplyBatch(index uint64, cmds []*api.Command) []error {
+	errs := make([]error, len(cmds))
 	s.mu.Lock()
 	if applied := s.applied.Load(); index <= applied {
 		s.mu.Unlock()
-		return fmt.Errorf("%w: command at index %d, the store has applied index %d", ErrStaleIndex, index, applied)
+		for i := range errs {
+			errs[i] = fmt.Errorf("%w: command at index %d, the store has applied index %d", ErrStaleIndex, index, applied)
+		}
+		return errs
 	}
-	err := s.applyLocked(index, cmd)
+	for i, cmd := range cmds {
+		errs[i] = s.applyLocked(index, cmd)
+	}
 	s.applied.Store(index)
 	s.publishLocked(s.events)
 	clear(s.events)
@@ -54,7 +73,7 @@ func (s *MemoryStore) Apply(index uint64, cmd *api.Command) error {
 	}
 	s.mu.Unlock()
 	s.wake()
-	return err
+	return errs
 }
 
 // applyLocked checks every action of cmd in overlays, then applies them

@@ -476,3 +476,33 @@ func TestApplyEmptyCommandConsumesIndex(t *testing.T) {
 		t.Errorf("an empty command must leave the objects alone and move the index (hash covers it)")
 	}
 }
+
+// Commands batched into one entry are each all-or-nothing and see the
+// earlier ones' effects, as if they had been separate entries.
+func TestApplyBatchIndependentCommands(t *testing.T) {
+	s := New(nil)
+	mk := func(kind api.StoreAction_Kind, id, name string, version uint64) *api.Command {
+		return &api.Command{Actions: []*api.StoreAction{{Kind: kind, Target: &api.StoreAction_Service{Service: &api.Service{
+			Id: id, Meta: &api.Meta{Version: version}, Spec: &api.ServiceSpec{Annotations: &api.Annotations{Name: name}}}}}}}
+	}
+	errs := s.ApplyBatch(7, []*api.Command{
+		mk(api.StoreAction_KIND_CREATE, "a", "web", 0),
+		mk(api.StoreAction_KIND_CREATE, "b", "web", 0), // name taken by the first
+		mk(api.StoreAction_KIND_CREATE, "c", "db", 0),
+		mk(api.StoreAction_KIND_UPDATE, "a", "web", 0), // version 0 was replaced by index 7
+	})
+	if errs[0] != nil || !errors.Is(errs[1], ErrNameConflict) || errs[2] != nil || !errors.Is(errs[3], ErrSequenceConflict) {
+		t.Fatalf("batch outcomes: %v", errs)
+	}
+	if s.AppliedIndex() != 7 {
+		t.Fatalf("applied index %d, want 7", s.AppliedIndex())
+	}
+	s.View(func(tx ReadTx) {
+		if a := tx.GetService("a"); a == nil || a.Meta.Version != 7 || tx.GetService("b") != nil || tx.GetService("c") == nil {
+			t.Fatalf("state after batch: a=%v b=%v c=%v", a, tx.GetService("b"), tx.GetService("c"))
+		}
+	})
+	if errs := s.ApplyBatch(7, []*api.Command{mk(api.StoreAction_KIND_CREATE, "d", "x", 0)}); !errors.Is(errs[0], ErrStaleIndex) {
+		t.Fatalf("re-applied index: %v", errs[0])
+	}
+}

@@ -153,6 +153,94 @@ func (x *HeartbeatResponse) GetManagers() []*Peer {
 	return nil
 }
 
+type NodeLeaveRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Force         bool                   `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLeaveRequest) Reset() {
+	*x = NodeLeaveRequest{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLeaveRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLeaveRequest) ProtoMessage() {}
+
+func (x *NodeLeaveRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLeaveRequest.ProtoReflect.Descriptor instead.
+func (*NodeLeaveRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *NodeLeaveRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type NodeLeaveResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeLeaveResponse) Reset() {
+	*x = NodeLeaveResponse{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeLeaveResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeLeaveResponse) ProtoMessage() {}
+
+func (x *NodeLeaveResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeLeaveResponse.ProtoReflect.Descriptor instead.
+func (*NodeLeaveResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *NodeLeaveResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
 var File_proto_api_dispatcher_proto protoreflect.FileDescriptor
 
 const file_proto_api_dispatcher_proto_rawDesc = "" +
@@ -166,10 +254,16 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +
-	"\bmanagers\x18\x03 \x03(\v2\x0f.shoal.api.PeerR\bmanagers2T\n" +
+	"\bmanagers\x18\x03 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\"(\n" +
+	"\x10NodeLeaveRequest\x12\x14\n" +
+	"\x05force\x18\x01 \x01(\bR\x05force\",\n" +
+	"\x11NodeLeaveResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId2T\n" +
 	"\n" +
 	"Dispatcher\x12F\n" +
-	"\tHeartbeat\x12\x1b.shoal.api.HeartbeatRequest\x1a\x1c.shoal.api.HeartbeatResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
+	"\tHeartbeat\x12\x1b.shoal.api.HeartbeatRequest\x1a\x1c.shoal.api.HeartbeatResponse2O\n" +
+	"\tLocalNode\x12B\n" +
+	"\x05Leave\x12\x1b.shoal.api.NodeLeaveRequest\x1a\x1c.shoal.api.NodeLeaveResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
 	file_proto_api_dispatcher_proto_rawDescOnce sync.Once
@@ -183,23 +277,27 @@ func file_proto_api_dispatcher_proto_rawDescGZIP() []byte {
 	return file_proto_api_dispatcher_proto_rawDescData
 }
 
-var file_proto_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_proto_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_proto_api_dispatcher_proto_goTypes = []any{
 	(*HeartbeatRequest)(nil),  // 0: shoal.api.HeartbeatRequest
 	(*HeartbeatResponse)(nil), // 1: shoal.api.HeartbeatResponse
-	(*NodeDescription)(nil),   // 2: shoal.api.NodeDescription
-	(NodeRole)(0),             // 3: shoal.api.NodeRole
-	(*Peer)(nil),              // 4: shoal.api.Peer
+	(*NodeLeaveRequest)(nil),  // 2: shoal.api.NodeLeaveRequest
+	(*NodeLeaveResponse)(nil), // 3: shoal.api.NodeLeaveResponse
+	(*NodeDescription)(nil),   // 4: shoal.api.NodeDescription
+	(NodeRole)(0),             // 5: shoal.api.NodeRole
+	(*Peer)(nil),              // 6: shoal.api.Peer
 }
 var file_proto_api_dispatcher_proto_depIdxs = []int32{
-	2, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
-	3, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
-	3, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
-	4, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
+	4, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
+	5, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
+	5, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
+	6, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
 	0, // 4: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	1, // 5: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
+	2, // 5: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
+	1, // 6: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	3, // 7: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
+	6, // [6:8] is the sub-list for method output_type
+	4, // [4:6] is the sub-list for method input_type
 	4, // [4:4] is the sub-list for extension type_name
 	4, // [4:4] is the sub-list for extension extendee
 	0, // [0:4] is the sub-list for field type_name
@@ -219,9 +317,9 @@ func file_proto_api_dispatcher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_dispatcher_proto_rawDesc), len(file_proto_api_dispatcher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   4,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_proto_api_dispatcher_proto_goTypes,
 		DependencyIndexes: file_proto_api_dispatcher_proto_depIdxs,

@@ -129,3 +129,119 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "proto/api/dispatcher.proto",
 }
+
+const (
+	LocalNode_Leave_FullMethodName = "/shoal.api.LocalNode/Leave"
+)
+
+// LocalNodeClient is the client API for LocalNode service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Node is served by every daemon on its local unix socket only: requests
+// about the node itself, made by its operator.
+type LocalNodeClient interface {
+	// Leave takes this node out of the cluster: a manager first leaves the
+	// Raft group. The daemon then stops and forgets its cluster state, so
+	// its data directory can join again. FailedPrecondition when a manager
+	// leaves without force, or when leaving would lose the quorum.
+	Leave(ctx context.Context, in *NodeLeaveRequest, opts ...grpc.CallOption) (*NodeLeaveResponse, error)
+}
+
+type localNodeClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewLocalNodeClient(cc grpc.ClientConnInterface) LocalNodeClient {
+	return &localNodeClient{cc}
+}
+
+func (c *localNodeClient) Leave(ctx context.Context, in *NodeLeaveRequest, opts ...grpc.CallOption) (*NodeLeaveResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NodeLeaveResponse)
+	err := c.cc.Invoke(ctx, LocalNode_Leave_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// LocalNodeServer is the server API for LocalNode service.
+// All implementations must embed UnimplementedLocalNodeServer
+// for forward compatibility.
+//
+// Node is served by every daemon on its local unix socket only: requests
+// about the node itself, made by its operator.
+type LocalNodeServer interface {
+	// Leave takes this node out of the cluster: a manager first leaves the
+	// Raft group. The daemon then stops and forgets its cluster state, so
+	// its data directory can join again. FailedPrecondition when a manager
+	// leaves without force, or when leaving would lose the quorum.
+	Leave(context.Context, *NodeLeaveRequest) (*NodeLeaveResponse, error)
+	mustEmbedUnimplementedLocalNodeServer()
+}
+
+// UnimplementedLocalNodeServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedLocalNodeServer struct{}
+
+func (UnimplementedLocalNodeServer) Leave(context.Context, *NodeLeaveRequest) (*NodeLeaveResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedLocalNodeServer) mustEmbedUnimplementedLocalNodeServer() {}
+func (UnimplementedLocalNodeServer) testEmbeddedByValue()                   {}
+
+// UnsafeLocalNodeServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to LocalNodeServer will
+// result in compilation errors.
+type UnsafeLocalNodeServer interface {
+	mustEmbedUnimplementedLocalNodeServer()
+}
+
+func RegisterLocalNodeServer(s grpc.ServiceRegistrar, srv LocalNodeServer) {
+	// If the following call pancis, it indicates UnimplementedLocalNodeServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&LocalNode_ServiceDesc, srv)
+}
+
+func _LocalNode_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NodeLeaveRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocalNodeServer).Leave(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LocalNode_Leave_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocalNodeServer).Leave(ctx, req.(*NodeLeaveRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// LocalNode_ServiceDesc is the grpc.ServiceDesc for LocalNode service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var LocalNode_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "shoal.api.LocalNode",
+	HandlerType: (*LocalNodeServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "Leave",
+			Handler:    _LocalNode_Leave_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "proto/api/dispatcher.proto",
+}

@@ -294,6 +294,52 @@ func (x *Command) GetActions() []*StoreAction {
 	return nil
 }
 
+// CommandBatch is one Raft log entry: independent commands proposed at
+// about the same time, each applied all-or-nothing on its own.
+type CommandBatch struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Commands      []*Command             `protobuf:"bytes,1,rep,name=commands,proto3" json:"commands,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommandBatch) Reset() {
+	*x = CommandBatch{}
+	mi := &file_proto_api_store_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommandBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommandBatch) ProtoMessage() {}
+
+func (x *CommandBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_store_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommandBatch.ProtoReflect.Descriptor instead.
+func (*CommandBatch) Descriptor() ([]byte, []int) {
+	return file_proto_api_store_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *CommandBatch) GetCommands() []*Command {
+	if x != nil {
+		return x.Commands
+	}
+	return nil
+}
+
 // StoreSnapshot is the whole state, sorted by ID, as written to a Raft
 // snapshot.
 type StoreSnapshot struct {
@@ -311,7 +357,7 @@ type StoreSnapshot struct {
 
 func (x *StoreSnapshot) Reset() {
 	*x = StoreSnapshot{}
-	mi := &file_proto_api_store_proto_msgTypes[2]
+	mi := &file_proto_api_store_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -323,7 +369,7 @@ func (x *StoreSnapshot) String() string {
 func (*StoreSnapshot) ProtoMessage() {}
 
 func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_store_proto_msgTypes[2]
+	mi := &file_proto_api_store_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -336,7 +382,7 @@ func (x *StoreSnapshot) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StoreSnapshot.ProtoReflect.Descriptor instead.
 func (*StoreSnapshot) Descriptor() ([]byte, []int) {
-	return file_proto_api_store_proto_rawDescGZIP(), []int{2}
+	return file_proto_api_store_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *StoreSnapshot) GetNodes() []*Node {
@@ -408,7 +454,9 @@ const file_proto_api_store_proto_rawDesc = "" +
 	"\vKIND_REMOVE\x10\x02B\b\n" +
 	"\x06target\";\n" +
 	"\aCommand\x120\n" +
-	"\aactions\x18\x01 \x03(\v2\x16.shoal.api.StoreActionR\aactions\"\xc7\x02\n" +
+	"\aactions\x18\x01 \x03(\v2\x16.shoal.api.StoreActionR\aactions\">\n" +
+	"\fCommandBatch\x12.\n" +
+	"\bcommands\x18\x01 \x03(\v2\x12.shoal.api.CommandR\bcommands\"\xc7\x02\n" +
 	"\rStoreSnapshot\x12%\n" +
 	"\x05nodes\x18\x01 \x03(\v2\x0f.shoal.api.NodeR\x05nodes\x12.\n" +
 	"\bservices\x18\x02 \x03(\v2\x12.shoal.api.ServiceR\bservices\x12%\n" +
@@ -431,42 +479,44 @@ func file_proto_api_store_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_api_store_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_api_store_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_proto_api_store_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_proto_api_store_proto_goTypes = []any{
 	(StoreAction_Kind)(0), // 0: shoal.api.StoreAction.Kind
 	(*StoreAction)(nil),   // 1: shoal.api.StoreAction
 	(*Command)(nil),       // 2: shoal.api.Command
-	(*StoreSnapshot)(nil), // 3: shoal.api.StoreSnapshot
-	(*Node)(nil),          // 4: shoal.api.Node
-	(*Service)(nil),       // 5: shoal.api.Service
-	(*Task)(nil),          // 6: shoal.api.Task
-	(*Network)(nil),       // 7: shoal.api.Network
-	(*Secret)(nil),        // 8: shoal.api.Secret
-	(*Config)(nil),        // 9: shoal.api.Config
-	(*Cluster)(nil),       // 10: shoal.api.Cluster
+	(*CommandBatch)(nil),  // 3: shoal.api.CommandBatch
+	(*StoreSnapshot)(nil), // 4: shoal.api.StoreSnapshot
+	(*Node)(nil),          // 5: shoal.api.Node
+	(*Service)(nil),       // 6: shoal.api.Service
+	(*Task)(nil),          // 7: shoal.api.Task
+	(*Network)(nil),       // 8: shoal.api.Network
+	(*Secret)(nil),        // 9: shoal.api.Secret
+	(*Config)(nil),        // 10: shoal.api.Config
+	(*Cluster)(nil),       // 11: shoal.api.Cluster
 }
 var file_proto_api_store_proto_depIdxs = []int32{
 	0,  // 0: shoal.api.StoreAction.kind:type_name -> shoal.api.StoreAction.Kind
-	4,  // 1: shoal.api.StoreAction.node:type_name -> shoal.api.Node
-	5,  // 2: shoal.api.StoreAction.service:type_name -> shoal.api.Service
-	6,  // 3: shoal.api.StoreAction.task:type_name -> shoal.api.Task
-	7,  // 4: shoal.api.StoreAction.network:type_name -> shoal.api.Network
-	8,  // 5: shoal.api.StoreAction.secret:type_name -> shoal.api.Secret
-	9,  // 6: shoal.api.StoreAction.config:type_name -> shoal.api.Config
-	10, // 7: shoal.api.StoreAction.cluster:type_name -> shoal.api.Cluster
+	5,  // 1: shoal.api.StoreAction.node:type_name -> shoal.api.Node
+	6,  // 2: shoal.api.StoreAction.service:type_name -> shoal.api.Service
+	7,  // 3: shoal.api.StoreAction.task:type_name -> shoal.api.Task
+	8,  // 4: shoal.api.StoreAction.network:type_name -> shoal.api.Network
+	9,  // 5: shoal.api.StoreAction.secret:type_name -> shoal.api.Secret
+	10, // 6: shoal.api.StoreAction.config:type_name -> shoal.api.Config
+	11, // 7: shoal.api.StoreAction.cluster:type_name -> shoal.api.Cluster
 	1,  // 8: shoal.api.Command.actions:type_name -> shoal.api.StoreAction
-	4,  // 9: shoal.api.StoreSnapshot.nodes:type_name -> shoal.api.Node
-	5,  // 10: shoal.api.StoreSnapshot.services:type_name -> shoal.api.Service
-	6,  // 11: shoal.api.StoreSnapshot.tasks:type_name -> shoal.api.Task
-	7,  // 12: shoal.api.StoreSnapshot.networks:type_name -> shoal.api.Network
-	8,  // 13: shoal.api.StoreSnapshot.secrets:type_name -> shoal.api.Secret
-	9,  // 14: shoal.api.StoreSnapshot.configs:type_name -> shoal.api.Config
-	10, // 15: shoal.api.StoreSnapshot.clusters:type_name -> shoal.api.Cluster
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	2,  // 9: shoal.api.CommandBatch.commands:type_name -> shoal.api.Command
+	5,  // 10: shoal.api.StoreSnapshot.nodes:type_name -> shoal.api.Node
+	6,  // 11: shoal.api.StoreSnapshot.services:type_name -> shoal.api.Service
+	7,  // 12: shoal.api.StoreSnapshot.tasks:type_name -> shoal.api.Task
+	8,  // 13: shoal.api.StoreSnapshot.networks:type_name -> shoal.api.Network
+	9,  // 14: shoal.api.StoreSnapshot.secrets:type_name -> shoal.api.Secret
+	10, // 15: shoal.api.StoreSnapshot.configs:type_name -> shoal.api.Config
+	11, // 16: shoal.api.StoreSnapshot.clusters:type_name -> shoal.api.Cluster
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_store_proto_init() }
@@ -490,7 +540,7 @@ func file_proto_api_store_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_store_proto_rawDesc), len(file_proto_api_store_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -62,6 +63,9 @@ type Daemon struct {
 	unix  net.Listener
 	desc  *api.NodeDescription
 
+	cancel  context.CancelFunc
+	leaving atomic.Bool // set while the node leaves: a removal is expected
+
 	mu      sync.Mutex
 	manager *manager.Manager
 	cluster *api.Cluster // set after --init, for the banner
@@ -79,10 +83,13 @@ var errNotManager = status.Error(codes.FailedPrecondition,
 
 // Run starts the node and serves until ctx ends, then stops it.
 func Run(ctx context.Context, cfg Config) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	d, err := start(ctx, cfg)
 	if err != nil {
 		return err
 	}
+	d.cancel = cancel
 	defer d.stop()
 	if cfg.Ready != nil {
 		cfg.Ready(d)
@@ -235,6 +242,7 @@ func (d *Daemon) listen() error {
 	manager.Gate(d.grpc, &api.Membership_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Membership() }), nil)
 	manager.Gate(d.grpc, &api.Raft_ServiceDesc, resolve(func(m *manager.Manager) any { return m.RaftService() }), nil)
 	manager.Gate(d.grpc, &api.Dispatcher_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Dispatcher() }), nil)
+	api.RegisterLocalNodeServer(d.grpc, &localNode{d: d})
 	go d.grpc.Serve(d.mux.GRPCListener())
 	sock := d.cfg.SocketPath
 	if sock == "" {
@@ -400,6 +408,9 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
 	})
 	err := a.Run(ctx)
+	if d.leaving.Load() {
+		return nil
+	}
 	if errors.Is(err, agent.ErrRemoved) {
 		d.log.Error("this node was removed from the cluster; stopping. Join it again with a fresh --data-dir")
 		return err
