@@ -2,6 +2,7 @@
 # `make playground` starts a local cluster.
 SHELL := /bin/bash
 TOOLS_DIR ?= /var/cache/shoal
+export SHOAL_TOOLS_DIR := $(TOOLS_DIR)
 BIN := $(TOOLS_DIR)/bin
 GO_TEST_FLAGS ?=
 PROTO_FILES := $(wildcard proto/api/*.proto)
