@@ -353,3 +353,52 @@ func TestLeaveAndRemoveDeadManager(t *testing.T) {
 		t.Fatalf("write after the other managers left: %v", err)
 	}
 }
+
+func TestPromoteAndDemoteDaemon(t *testing.T) {
+	m1, w1 := newDaemon(t, "m1"), newDaemon(t, "w1")
+	m1.start("--init")
+	wtok, err := m1.cli("cluster", "join-token", "worker", "-q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1.start("--join", m1.addr, "--token", strings.TrimSpace(wtok))
+	if out, err := w1.cli("node", "ls"); err == nil || !strings.Contains(out, "not a manager") {
+		t.Fatalf("node ls on a worker: err=%v\n%s", err, out)
+	}
+	managers := func(want int) func() error {
+		return func() error {
+			ctx, cancel := ctxT(3 * time.Second)
+			defer cancel()
+			info, err := m1.control().GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
+			if err != nil {
+				return err
+			}
+			if len(info.Members) != want {
+				return fmt.Errorf("%d managers", len(info.Members))
+			}
+			return nil
+		}
+	}
+	if out, err := m1.cli("node", "promote", "w1"); err != nil {
+		t.Fatalf("promote: %v\n%s", err, out)
+	}
+	poll(t, 15*time.Second, "promoted worker in raft", managers(2))
+	poll(t, 10*time.Second, "promoted node answers the API", func() error {
+		out, err := w1.cli("node", "ls")
+		if err != nil || !strings.Contains(out, "Reachable") {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+		return nil
+	})
+	if out, err := m1.cli("node", "demote", "w1"); err != nil {
+		t.Fatalf("demote: %v\n%s", err, out)
+	}
+	poll(t, 15*time.Second, "demoted node out of raft", managers(1))
+	poll(t, 15*time.Second, "demoted node stops serving the manager API", func() error {
+		out, err := w1.cli("node", "ls")
+		if err == nil || !strings.Contains(out, "not a manager") {
+			return fmt.Errorf("still a manager: %v\n%s", err, out)
+		}
+		return nil
+	})
+}

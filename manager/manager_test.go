@@ -274,3 +274,27 @@ func TestStaleReadsAreFlaggedAndWritesFailFast(t *testing.T) {
 		t.Fatal("read without quorum is not flagged stale")
 	}
 }
+
+// A manager whose advertised address cannot be reached through Raft is
+// not made a voter: the join fails with a message naming the address and
+// the cluster keeps its quorum.
+func TestJoinWithUnreachableAddressKeepsQuorum(t *testing.T) {
+	old := catchUpTimeout
+	catchUpTimeout = 2 * time.Second
+	t.Cleanup(func() { catchUpTimeout = old })
+	tc := StartTestManagers(t, 1)
+	leader := tc.WaitForLeader(10 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	_, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{
+		Token: tc.Cluster.JoinTokens.Manager, NodeId: "ghost", Addr: "127.0.0.1:1"})
+	if status.Code(err) != codes.FailedPrecondition || !containsAll(status.Convert(err).Message(), "127.0.0.1:1", "advertise-addr") {
+		t.Fatalf("join from an unreachable address: %v", err)
+	}
+	if n := len(leader.raft.Members()); n != 1 {
+		t.Fatalf("%d raft members after the failed join, want 1", n)
+	}
+	if _, err := api.NewControlClient(client(t, leader)).CreateService(ctx, &api.CreateServiceRequest{Spec: spec("still-writable")}); err != nil {
+		t.Fatalf("write after the failed join: %v", err)
+	}
+}

@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"google.golang.org/grpc/codes"
@@ -98,7 +99,10 @@ func (s *membershipServer) Join(ctx context.Context, req *api.JoinRequest) (*api
 		return nil, status.Error(codes.PermissionDenied, "join: the token is not valid for this cluster (it may have been rotated): get a current one with `shoal cluster join-token worker|manager` on a manager")
 	}
 	if role == api.NodeRole_NODE_ROLE_MANAGER {
-		if err := m.raft.AddVoter(ctx, req.NodeId, req.Addr); err != nil {
+		if err := m.addManager(ctx, req.NodeId, req.Addr); err != nil {
+			if errors.Is(err, errCatchUp) {
+				return nil, status.Error(codes.FailedPrecondition, err.Error())
+			}
 			return nil, edgeError(err)
 		}
 	}

@@ -99,3 +99,8 @@ func (s *raftServer) ReadIndex(ctx context.Context, _ *api.ReadIndexRequest) (*a
 	}
 	return &api.ReadIndexResponse{Index: index}, nil
 }
+
+// Status reports this manager's own Raft progress.
+func (s *raftServer) Status(ctx context.Context, _ *api.RaftStatusRequest) (*api.RaftStatusResponse, error) {
+	return &api.RaftStatusResponse{NodeId: s.m.cfg.NodeID, AppliedIndex: s.m.store.AppliedIndex()}, nil
+}

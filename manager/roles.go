@@ -53,9 +53,9 @@ func (m *Manager) reconcileRolesOnce(ctx context.Context) {
 		}
 		mem, inRaft := members[n.Id]
 		switch {
-		case desired == api.NodeRole_NODE_ROLE_MANAGER && !inRaft:
+		case desired == api.NodeRole_NODE_ROLE_MANAGER && (!inRaft || mem.Nonvoter):
 			if r, ok := m.dispatcher.ReportedRole(n.Id); ok && r == api.NodeRole_NODE_ROLE_MANAGER && n.Status != nil && n.Status.Addr != "" {
-				if err := m.raft.AddVoter(ctx, n.Id, n.Status.Addr); err != nil {
+				if err := m.addManager(ctx, n.Id, n.Status.Addr); err != nil {
 					m.log.Warn("promote: add manager to raft", "node", n.Id, "err", err)
 					continue
 				}

@@ -119,6 +119,9 @@ func CheckManagerRemoval(tx store.ReadTx, node *api.Node, ref, verb string, memb
 	var managers []manager
 	if len(members) > 0 {
 		for _, m := range members {
+			if m.GetNonvoter() {
+				continue // catching up: not part of the quorum yet
+			}
 			managers = append(managers, manager{
 				id:        m.GetNodeId(),
 				reachable: m.GetReachability() != api.Reachability_REACHABILITY_UNREACHABLE,

@@ -26,7 +26,7 @@ func (n *Node) Members() []*api.RaftMember {
 	defer n.mu.Unlock()
 	var out []*api.RaftMember
 	for _, s := range f.Configuration().Servers {
-		m := &api.RaftMember{NodeId: string(s.ID), Addr: string(s.Address), Leader: s.ID == leaderID}
+		m := &api.RaftMember{NodeId: string(s.ID), Addr: string(s.Address), Leader: s.ID == leaderID, Nonvoter: s.Suffrage != hraft.Voter}
 		switch {
 		case s.ID == leaderID || s.ID == hraft.ServerID(n.cfg.NodeID):
 			m.Reachability = api.Reachability_REACHABILITY_REACHABLE
@@ -53,8 +53,10 @@ func (n *Node) IsMember(id string) bool {
 	return false
 }
 
-// AddVoter adds a manager to the Raft group at addr (leader only). Adding
-// a member that is already there with the same address is a no-op.
+// AddVoter adds a manager to the Raft group at addr, or makes a non-voter
+// a voter (leader only). Adding a voter that is already there with the
+// same address is a no-op. Prefer Manager-level admission, which adds a
+// non-voter first: a voter that cannot be reached costs the quorum.
 func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 	if !n.IsLeader() {
 		return ErrNotLeader
@@ -64,6 +66,30 @@ func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
 		return fmt.Errorf("add manager %s at %s: %w", id, addr, mapRaftError(err))
 	}
 	return nil
+}
+
+// AddNonvoter adds a manager that receives the log but does not vote
+// (leader only), so that a new manager can catch up, and prove it is
+// reachable, before it counts toward the quorum.
+func (n *Node) AddNonvoter(ctx context.Context, id, addr string) error {
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	f := n.raft.AddNonvoter(hraft.ServerID(id), hraft.ServerAddress(addr), 0, timeoutOf(ctx))
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("add catching-up manager %s at %s: %w", id, addr, mapRaftError(err))
+	}
+	return nil
+}
+
+// IsVoter reports whether id is a voting member.
+func (n *Node) IsVoter(id string) bool {
+	for _, m := range n.Members() {
+		if m.NodeId == id {
+			return !m.Nonvoter
+		}
+	}
+	return false
 }
 
 // RemoveServer removes a manager from the Raft group (leader only). A

@@ -21,9 +21,11 @@ const raftConnPrefix byte = 0xAF
 type Mux struct {
 	ln      net.Listener
 	grpc    *chanListener
-	raft    *chanListener
 	advAddr net.Addr
 	once    sync.Once
+
+	mu   sync.Mutex
+	raft *chanListener // the current Raft side; nil while no Raft runs
 }
 
 // NewMux starts splitting ln. advertise is the address other managers dial
@@ -35,7 +37,6 @@ func NewMux(ln net.Listener, advertise net.Addr) *Mux {
 	m := &Mux{
 		ln:      ln,
 		grpc:    newChanListener(ln.Addr()),
-		raft:    newChanListener(advertise),
 		advAddr: advertise,
 	}
 	go m.serve()
@@ -45,8 +46,28 @@ func NewMux(ln net.Listener, advertise net.Addr) *Mux {
 // GRPCListener returns the listener for the gRPC server.
 func (m *Mux) GRPCListener() net.Listener { return m.grpc }
 
-// StreamLayer returns the Raft side as a hashicorp/raft stream layer.
-func (m *Mux) StreamLayer() hraft.StreamLayer { return &streamLayer{l: m.raft} }
+// StreamLayer returns a new Raft side as a hashicorp/raft stream layer,
+// replacing any earlier one. Closing it (when its Raft server stops)
+// leaves the mux running, so a node can start Raft again later, as when
+// it is promoted after a demotion. Raft connections that arrive while no
+// layer is open are closed.
+func (m *Mux) StreamLayer() hraft.StreamLayer {
+	l := newChanListener(m.advAddr)
+	m.mu.Lock()
+	old := m.raft
+	m.raft = l
+	m.mu.Unlock()
+	if old != nil {
+		old.close()
+	}
+	return &streamLayer{l: l}
+}
+
+func (m *Mux) raftSide() *chanListener {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.raft
+}
 
 // Close closes the underlying listener and both sides.
 func (m *Mux) Close() error {
@@ -54,7 +75,9 @@ func (m *Mux) Close() error {
 	m.once.Do(func() {
 		err = m.ln.Close()
 		m.grpc.close()
-		m.raft.close()
+		if r := m.raftSide(); r != nil {
+			r.close()
+		}
 	})
 	return err
 }
@@ -88,7 +111,12 @@ func (m *Mux) route(c net.Conn) {
 	}
 	if b[0] == raftConnPrefix {
 		_, _ = br.Discard(1)
-		m.raft.deliver(&peekedConn{Conn: c, r: br})
+		r := m.raftSide()
+		if r == nil {
+			c.Close()
+			return
+		}
+		r.deliver(&peekedConn{Conn: c, r: br})
 		return
 	}
 	m.grpc.deliver(&peekedConn{Conn: c, r: br})

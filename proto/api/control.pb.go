@@ -168,11 +168,14 @@ func (x *GetClusterInfoResponse) GetStoreHash() string {
 
 // RaftMember is one manager as seen by the leader.
 type RaftMember struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	Addr          string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
-	Leader        bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
-	Reachability  Reachability           `protobuf:"varint,4,opt,name=reachability,proto3,enum=shoal.api.Reachability" json:"reachability,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	NodeId       string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Addr         string                 `protobuf:"bytes,2,opt,name=addr,proto3" json:"addr,omitempty"`
+	Leader       bool                   `protobuf:"varint,3,opt,name=leader,proto3" json:"leader,omitempty"`
+	Reachability Reachability           `protobuf:"varint,4,opt,name=reachability,proto3,enum=shoal.api.Reachability" json:"reachability,omitempty"`
+	// Nonvoter marks a new manager still catching up: it does not vote and
+	// does not count toward the quorum yet.
+	Nonvoter      bool `protobuf:"varint,5,opt,name=nonvoter,proto3" json:"nonvoter,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +236,13 @@ func (x *RaftMember) GetReachability() Reachability {
 		return x.Reachability
 	}
 	return Reachability_REACHABILITY_UNKNOWN
+}
+
+func (x *RaftMember) GetNonvoter() bool {
+	if x != nil {
+		return x.Nonvoter
+	}
+	return false
 }
 
 type UpdateClusterRequest struct {
@@ -1388,13 +1398,14 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\bservices\x18\x06 \x01(\x04R\bservices\x12\x14\n" +
 	"\x05tasks\x18\a \x01(\x04R\x05tasks\x12\x1d\n" +
 	"\n" +
-	"store_hash\x18\b \x01(\tR\tstoreHash\"\x8e\x01\n" +
+	"store_hash\x18\b \x01(\tR\tstoreHash\"\xaa\x01\n" +
 	"\n" +
 	"RaftMember\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12;\n" +
-	"\freachability\x18\x04 \x01(\x0e2\x17.shoal.api.ReachabilityR\freachability\"\xdd\x01\n" +
+	"\freachability\x18\x04 \x01(\x0e2\x17.shoal.api.ReachabilityR\freachability\x12\x1a\n" +
+	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"\xdd\x01\n" +
 	"\x14UpdateClusterRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +

@@ -462,6 +462,94 @@ func (x *ReadIndexResponse) GetIndex() uint64 {
 	return 0
 }
 
+type RaftStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftStatusRequest) Reset() {
+	*x = RaftStatusRequest{}
+	mi := &file_proto_api_raft_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftStatusRequest) ProtoMessage() {}
+
+func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_raft_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftStatusRequest.ProtoReflect.Descriptor instead.
+func (*RaftStatusRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{9}
+}
+
+type RaftStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	AppliedIndex  uint64                 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RaftStatusResponse) Reset() {
+	*x = RaftStatusResponse{}
+	mi := &file_proto_api_raft_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RaftStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RaftStatusResponse) ProtoMessage() {}
+
+func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_raft_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RaftStatusResponse.ProtoReflect.Descriptor instead.
+func (*RaftStatusResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *RaftStatusResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RaftStatusResponse) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
 var File_proto_api_raft_proto protoreflect.FileDescriptor
 
 const file_proto_api_raft_proto_rawDesc = "" +
@@ -490,14 +578,19 @@ const file_proto_api_raft_proto_rawDesc = "" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x12\n" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\x81\x01\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
+	"\x11RaftStatusRequest\"R\n" +
+	"\x12RaftStatusResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex2\x81\x01\n" +
 	"\n" +
 	"Membership\x127\n" +
 	"\x04Join\x12\x16.shoal.api.JoinRequest\x1a\x17.shoal.api.JoinResponse\x12:\n" +
-	"\x05Leave\x12\x17.shoal.api.LeaveRequest\x1a\x18.shoal.api.LeaveResponse2\x90\x01\n" +
+	"\x05Leave\x12\x17.shoal.api.LeaveRequest\x1a\x18.shoal.api.LeaveResponse2\xd7\x01\n" +
 	"\x04Raft\x12@\n" +
 	"\aPropose\x12\x19.shoal.api.ProposeRequest\x1a\x1a.shoal.api.ProposeResponse\x12F\n" +
-	"\tReadIndex\x12\x1b.shoal.api.ReadIndexRequest\x1a\x1c.shoal.api.ReadIndexResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
+	"\tReadIndex\x12\x1b.shoal.api.ReadIndexRequest\x1a\x1c.shoal.api.ReadIndexResponse\x12E\n" +
+	"\x06Status\x12\x1c.shoal.api.RaftStatusRequest\x1a\x1d.shoal.api.RaftStatusResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
 	file_proto_api_raft_proto_rawDescOnce sync.Once
@@ -511,36 +604,40 @@ func file_proto_api_raft_proto_rawDescGZIP() []byte {
 	return file_proto_api_raft_proto_rawDescData
 }
 
-var file_proto_api_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_proto_api_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_proto_api_raft_proto_goTypes = []any{
-	(*JoinRequest)(nil),       // 0: shoal.api.JoinRequest
-	(*JoinResponse)(nil),      // 1: shoal.api.JoinResponse
-	(*Peer)(nil),              // 2: shoal.api.Peer
-	(*LeaveRequest)(nil),      // 3: shoal.api.LeaveRequest
-	(*LeaveResponse)(nil),     // 4: shoal.api.LeaveResponse
-	(*ProposeRequest)(nil),    // 5: shoal.api.ProposeRequest
-	(*ProposeResponse)(nil),   // 6: shoal.api.ProposeResponse
-	(*ReadIndexRequest)(nil),  // 7: shoal.api.ReadIndexRequest
-	(*ReadIndexResponse)(nil), // 8: shoal.api.ReadIndexResponse
-	(*NodeDescription)(nil),   // 9: shoal.api.NodeDescription
-	(NodeRole)(0),             // 10: shoal.api.NodeRole
-	(*Command)(nil),           // 11: shoal.api.Command
+	(*JoinRequest)(nil),        // 0: shoal.api.JoinRequest
+	(*JoinResponse)(nil),       // 1: shoal.api.JoinResponse
+	(*Peer)(nil),               // 2: shoal.api.Peer
+	(*LeaveRequest)(nil),       // 3: shoal.api.LeaveRequest
+	(*LeaveResponse)(nil),      // 4: shoal.api.LeaveResponse
+	(*ProposeRequest)(nil),     // 5: shoal.api.ProposeRequest
+	(*ProposeResponse)(nil),    // 6: shoal.api.ProposeResponse
+	(*ReadIndexRequest)(nil),   // 7: shoal.api.ReadIndexRequest
+	(*ReadIndexResponse)(nil),  // 8: shoal.api.ReadIndexResponse
+	(*RaftStatusRequest)(nil),  // 9: shoal.api.RaftStatusRequest
+	(*RaftStatusResponse)(nil), // 10: shoal.api.RaftStatusResponse
+	(*NodeDescription)(nil),    // 11: shoal.api.NodeDescription
+	(NodeRole)(0),              // 12: shoal.api.NodeRole
+	(*Command)(nil),            // 13: shoal.api.Command
 }
 var file_proto_api_raft_proto_depIdxs = []int32{
-	9,  // 0: shoal.api.JoinRequest.description:type_name -> shoal.api.NodeDescription
-	10, // 1: shoal.api.JoinResponse.role:type_name -> shoal.api.NodeRole
+	11, // 0: shoal.api.JoinRequest.description:type_name -> shoal.api.NodeDescription
+	12, // 1: shoal.api.JoinResponse.role:type_name -> shoal.api.NodeRole
 	2,  // 2: shoal.api.JoinResponse.managers:type_name -> shoal.api.Peer
-	11, // 3: shoal.api.ProposeRequest.command:type_name -> shoal.api.Command
+	13, // 3: shoal.api.ProposeRequest.command:type_name -> shoal.api.Command
 	0,  // 4: shoal.api.Membership.Join:input_type -> shoal.api.JoinRequest
 	3,  // 5: shoal.api.Membership.Leave:input_type -> shoal.api.LeaveRequest
 	5,  // 6: shoal.api.Raft.Propose:input_type -> shoal.api.ProposeRequest
 	7,  // 7: shoal.api.Raft.ReadIndex:input_type -> shoal.api.ReadIndexRequest
-	1,  // 8: shoal.api.Membership.Join:output_type -> shoal.api.JoinResponse
-	4,  // 9: shoal.api.Membership.Leave:output_type -> shoal.api.LeaveResponse
-	6,  // 10: shoal.api.Raft.Propose:output_type -> shoal.api.ProposeResponse
-	8,  // 11: shoal.api.Raft.ReadIndex:output_type -> shoal.api.ReadIndexResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
+	9,  // 8: shoal.api.Raft.Status:input_type -> shoal.api.RaftStatusRequest
+	1,  // 9: shoal.api.Membership.Join:output_type -> shoal.api.JoinResponse
+	4,  // 10: shoal.api.Membership.Leave:output_type -> shoal.api.LeaveResponse
+	6,  // 11: shoal.api.Raft.Propose:output_type -> shoal.api.ProposeResponse
+	8,  // 12: shoal.api.Raft.ReadIndex:output_type -> shoal.api.ReadIndexResponse
+	10, // 13: shoal.api.Raft.Status:output_type -> shoal.api.RaftStatusResponse
+	9,  // [9:14] is the sub-list for method output_type
+	4,  // [4:9] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -560,7 +657,7 @@ func file_proto_api_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_raft_proto_rawDesc), len(file_proto_api_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -177,6 +177,7 @@ var Membership_ServiceDesc = grpc.ServiceDesc{
 const (
 	Raft_Propose_FullMethodName   = "/shoal.api.Raft/Propose"
 	Raft_ReadIndex_FullMethodName = "/shoal.api.Raft/ReadIndex"
+	Raft_Status_FullMethodName    = "/shoal.api.Raft/Status"
 )
 
 // RaftClient is the client API for Raft service.
@@ -191,6 +192,9 @@ type RaftClient interface {
 	// ReadIndex confirms leadership and returns the leader's applied index;
 	// a follower that has applied up to it may serve a current read.
 	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
+	// Status reports a manager's own Raft progress; the leader asks a new
+	// manager before it lets it vote.
+	Status(ctx context.Context, in *RaftStatusRequest, opts ...grpc.CallOption) (*RaftStatusResponse, error)
 }
 
 type raftClient struct {
@@ -221,6 +225,16 @@ func (c *raftClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts .
 	return out, nil
 }
 
+func (c *raftClient) Status(ctx context.Context, in *RaftStatusRequest, opts ...grpc.CallOption) (*RaftStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RaftStatusResponse)
+	err := c.cc.Invoke(ctx, Raft_Status_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RaftServer is the server API for Raft service.
 // All implementations must embed UnimplementedRaftServer
 // for forward compatibility.
@@ -233,6 +247,9 @@ type RaftServer interface {
 	// ReadIndex confirms leadership and returns the leader's applied index;
 	// a follower that has applied up to it may serve a current read.
 	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
+	// Status reports a manager's own Raft progress; the leader asks a new
+	// manager before it lets it vote.
+	Status(context.Context, *RaftStatusRequest) (*RaftStatusResponse, error)
 	mustEmbedUnimplementedRaftServer()
 }
 
@@ -248,6 +265,9 @@ func (UnimplementedRaftServer) Propose(context.Context, *ProposeRequest) (*Propo
 }
 func (UnimplementedRaftServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ReadIndex not implemented")
+}
+func (UnimplementedRaftServer) Status(context.Context, *RaftStatusRequest) (*RaftStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method Status not implemented")
 }
 func (UnimplementedRaftServer) mustEmbedUnimplementedRaftServer() {}
 func (UnimplementedRaftServer) testEmbeddedByValue()              {}
@@ -306,6 +326,24 @@ func _Raft_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Raft_Status_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RaftStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RaftServer).Status(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Raft_Status_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RaftServer).Status(ctx, req.(*RaftStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Raft_ServiceDesc is the grpc.ServiceDesc for Raft service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -320,6 +358,10 @@ var Raft_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ReadIndex",
 			Handler:    _Raft_ReadIndex_Handler,
+		},
+		{
+			MethodName: "Status",
+			Handler:    _Raft_Status_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
