@@ -17,6 +17,7 @@ import (
 	"time"
 
 	hraft "github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 
 	"github.com/shoalhq/shoal/manager/controlapi"
 	"github.com/shoalhq/shoal/manager/dispatcher"
@@ -214,14 +215,14 @@ func (m *Manager) runLeaderLoops(ctx context.Context) {
 	}
 }
 
-// leaderConn returns a connection to the current leader, or an error
-// saying there is none.
-func (m *Manager) leaderAddr() (string, error) {
+// leaderConn returns a connection to the current leader, for calls that
+// only the leader can serve, or an error saying there is none.
+func (m *Manager) leaderConn() (*grpc.ClientConn, error) {
 	_, addr := m.raft.Leader()
 	if addr == "" {
-		return "", raft.ErrNoLeader
+		return nil, raft.ErrNoLeader
 	}
-	return addr, nil
+	return m.peers.get(addr)
 }
 
 // retryConflicts runs an Update, retrying when another write got in first.

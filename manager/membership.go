@@ -64,11 +64,7 @@ type membershipServer struct {
 func (s *membershipServer) Join(ctx context.Context, req *api.JoinRequest) (*api.JoinResponse, error) {
 	m := s.m
 	if !m.raft.IsLeader() {
-		addr, err := m.leaderAddr()
-		if err != nil {
-			return nil, edgeError(err)
-		}
-		c, err := m.peers.get(addr)
+		c, err := m.leaderConn()
 		if err != nil {
 			return nil, edgeError(err)
 		}
@@ -152,11 +148,7 @@ type dispatcherServer struct {
 func (s *dispatcherServer) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
 	m := s.m
 	if !m.raft.IsLeader() {
-		addr, err := m.leaderAddr()
-		if err != nil {
-			return nil, edgeError(err)
-		}
-		c, err := m.peers.get(addr)
+		c, err := m.leaderConn()
 		if err != nil {
 			return nil, edgeError(err)
 		}
@@ -181,11 +173,7 @@ func (s *dispatcherServer) Heartbeat(ctx context.Context, req *api.HeartbeatRequ
 func (s *membershipServer) Leave(ctx context.Context, req *api.LeaveRequest) (*api.LeaveResponse, error) {
 	m := s.m
 	if !m.raft.IsLeader() {
-		addr, err := m.leaderAddr()
-		if err != nil {
-			return nil, edgeError(err)
-		}
-		c, err := m.peers.get(addr)
+		c, err := m.leaderConn()
 		if err != nil {
 			return nil, edgeError(err)
 		}

@@ -23,7 +23,7 @@ func newNodeCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.AddCommand(
 		newNodeLsCmd(g),
-		newNodeInspectCmd(g),
+		newInspectCmd(g, "node", "NODE", getNode, writeNodesPretty),
 		newNodeUpdateCmd(g),
 		newNodePromoteCmd(g),
 		newNodeDemoteCmd(g),
@@ -101,31 +101,6 @@ func parseNodeFilters(filters []string) (*api.ListNodesRequest, error) {
 	return req, nil
 }
 
-// newNodeInspectCmd returns `shoal node inspect`.
-func newNodeInspectCmd(g *globalOptions) *cobra.Command {
-	var opts inspectOptions
-	cmd := &cobra.Command{
-		Use:   "inspect [flags] NODE...",
-		Short: "Show nodes in detail (JSON, or a summary with --pretty)",
-		Args:  requireArgs("shoal node inspect", "NODE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := opts.format()
-			if err != nil {
-				return err
-			}
-			ctx := commandContext(cmd)
-			c, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			get := func(name string) (*api.Node, error) { return getNode(ctx, c, name) }
-			return inspectEach(cmd.OutOrStdout(), args, get, format, writeNodesPretty)
-		},
-	}
-	opts.addFlags(cmd)
-	return cmd
-}
 
 // newNodeRmCmd returns `shoal node rm`.
 func newNodeRmCmd(g *globalOptions) *cobra.Command {
@@ -194,6 +169,32 @@ func (o *inspectOptions) format() (string, error) {
 // inspectEach gets each named object and prints those found as a JSON
 // array (or pretty); the names not found are reported after, one per
 // line, and make the command fail.
+// newInspectCmd returns `shoal KIND inspect`: each named object (found by
+// get) as a JSON array, or a summary (pretty) with --pretty.
+func newInspectCmd[M proto.Message](g *globalOptions, kind, arg string, get func(context.Context, *client, string) (M, error), pretty func(io.Writer, []M) error) *cobra.Command {
+	var opts inspectOptions
+	cmd := &cobra.Command{
+		Use:   "inspect [flags] " + arg + "...",
+		Short: "Show " + kind + "s in detail (JSON, or a summary with --pretty)",
+		Args:  requireArgs("shoal "+kind+" inspect", arg),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			format, err := opts.format()
+			if err != nil {
+				return err
+			}
+			ctx := commandContext(cmd)
+			c, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return inspectEach(cmd.OutOrStdout(), args, func(name string) (M, error) { return get(ctx, c, name) }, format, pretty)
+		},
+	}
+	opts.addFlags(cmd)
+	return cmd
+}
+
 func inspectEach[M proto.Message](w io.Writer, names []string, get func(string) (M, error), format string, pretty func(io.Writer, []M) error) error {
 	var (
 		found []M

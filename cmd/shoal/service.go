@@ -20,7 +20,7 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 	cmd.AddCommand(
 		newServiceCreateCmd(g),
 		newServiceLsCmd(g),
-		newServiceInspectCmd(g),
+		newInspectCmd(g, "service", "SERVICE", getService, writeServicesPretty),
 		newServiceRmCmd(g),
 	)
 	return cmd
@@ -101,31 +101,6 @@ func newServiceLsCmd(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-// newServiceInspectCmd returns `shoal service inspect`.
-func newServiceInspectCmd(g *globalOptions) *cobra.Command {
-	var opts inspectOptions
-	cmd := &cobra.Command{
-		Use:   "inspect [flags] SERVICE...",
-		Short: "Show services in detail (JSON, or a summary with --pretty)",
-		Args:  requireArgs("shoal service inspect", "SERVICE"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			format, err := opts.format()
-			if err != nil {
-				return err
-			}
-			ctx := commandContext(cmd)
-			c, err := g.connect(cmd)
-			if err != nil {
-				return err
-			}
-			defer c.Close()
-			get := func(name string) (*api.Service, error) { return getService(ctx, c, name) }
-			return inspectEach(cmd.OutOrStdout(), args, get, format, writeServicesPretty)
-		},
-	}
-	opts.addFlags(cmd)
-	return cmd
-}
 
 // newServiceRmCmd returns `shoal service rm`.
 func newServiceRmCmd(g *globalOptions) *cobra.Command {
