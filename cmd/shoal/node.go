@@ -101,7 +101,6 @@ func parseNodeFilters(filters []string) (*api.ListNodesRequest, error) {
 	return req, nil
 }
 
-
 // newNodeRmCmd returns `shoal node rm`.
 func newNodeRmCmd(g *globalOptions) *cobra.Command {
 	var force bool

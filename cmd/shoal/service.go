@@ -101,7 +101,6 @@ func newServiceLsCmd(g *globalOptions) *cobra.Command {
 	return cmd
 }
 
-
 // newServiceRmCmd returns `shoal service rm`.
 func newServiceRmCmd(g *globalOptions) *cobra.Command {
 	return &cobra.Command{
