@@ -138,32 +138,6 @@ func (s *membershipServer) Join(ctx context.Context, req *api.JoinRequest) (*api
 	return resp, nil
 }
 
-// dispatcherServer forwards heartbeats to the leader's dispatcher.
-type dispatcherServer struct {
-	api.UnimplementedDispatcherServer
-	m *Manager
-}
-
-// Heartbeat records a node's heartbeat on the leader.
-func (s *dispatcherServer) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
-	m := s.m
-	if !m.raft.IsLeader() {
-		c, err := m.leaderConn()
-		if err != nil {
-			return nil, edgeError(err)
-		}
-		return api.NewDispatcherClient(c).Heartbeat(ctx, req)
-	}
-	resp, err := m.dispatcher.Heartbeat(ctx, req)
-	if err != nil {
-		if isNodeRemoved(err) {
-			return nil, status.Error(codes.NotFound, err.Error())
-		}
-		return nil, edgeError(err)
-	}
-	return resp, nil
-}
-
 // Leave takes a node out of the cluster (on the leader; a follower
 // forwards): a manager leaves the Raft group first, refused when that
 // would cost the quorum; then the node object is deleted, so the node's

@@ -23,6 +23,54 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AssignmentsMessage_Type int32
+
+const (
+	// Complete replaces everything the node knew.
+	AssignmentsMessage_TYPE_COMPLETE AssignmentsMessage_Type = 0
+	// Incremental adds or changes update_tasks and forgets remove_tasks.
+	AssignmentsMessage_TYPE_INCREMENTAL AssignmentsMessage_Type = 1
+)
+
+// Enum value maps for AssignmentsMessage_Type.
+var (
+	AssignmentsMessage_Type_name = map[int32]string{
+		0: "TYPE_COMPLETE",
+		1: "TYPE_INCREMENTAL",
+	}
+	AssignmentsMessage_Type_value = map[string]int32{
+		"TYPE_COMPLETE":    0,
+		"TYPE_INCREMENTAL": 1,
+	}
+)
+
+func (x AssignmentsMessage_Type) Enum() *AssignmentsMessage_Type {
+	p := new(AssignmentsMessage_Type)
+	*p = x
+	return p
+}
+
+func (x AssignmentsMessage_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AssignmentsMessage_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_api_dispatcher_proto_enumTypes[0].Descriptor()
+}
+
+func (AssignmentsMessage_Type) Type() protoreflect.EnumType {
+	return &file_proto_api_dispatcher_proto_enumTypes[0]
+}
+
+func (x AssignmentsMessage_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AssignmentsMessage_Type.Descriptor instead.
+func (AssignmentsMessage_Type) EnumDescriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{3, 0}
+}
+
 type HeartbeatRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -95,9 +143,11 @@ func (x *HeartbeatRequest) GetRole() NodeRole {
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Period is when to beat next, nanoseconds.
-	Period        int64    `protobuf:"varint,1,opt,name=period,proto3" json:"period,omitempty"`
-	DesiredRole   NodeRole `protobuf:"varint,2,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.api.NodeRole" json:"desired_role,omitempty"`
-	Managers      []*Peer  `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
+	Period      int64    `protobuf:"varint,1,opt,name=period,proto3" json:"period,omitempty"`
+	DesiredRole NodeRole `protobuf:"varint,2,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.api.NodeRole" json:"desired_role,omitempty"`
+	Managers    []*Peer  `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
+	// LeaderAddr is where to open the Assignments stream.
+	LeaderAddr    string `protobuf:"bytes,4,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -153,6 +203,258 @@ func (x *HeartbeatResponse) GetManagers() []*Peer {
 	return nil
 }
 
+func (x *HeartbeatResponse) GetLeaderAddr() string {
+	if x != nil {
+		return x.LeaderAddr
+	}
+	return ""
+}
+
+type AssignmentsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentsRequest) Reset() {
+	*x = AssignmentsRequest{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentsRequest) ProtoMessage() {}
+
+func (x *AssignmentsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentsRequest.ProtoReflect.Descriptor instead.
+func (*AssignmentsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AssignmentsRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type AssignmentsMessage struct {
+	state         protoimpl.MessageState  `protogen:"open.v1"`
+	Type          AssignmentsMessage_Type `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.api.AssignmentsMessage_Type" json:"type,omitempty"`
+	UpdateTasks   []*Task                 `protobuf:"bytes,2,rep,name=update_tasks,json=updateTasks,proto3" json:"update_tasks,omitempty"`
+	RemoveTasks   []string                `protobuf:"bytes,3,rep,name=remove_tasks,json=removeTasks,proto3" json:"remove_tasks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssignmentsMessage) Reset() {
+	*x = AssignmentsMessage{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssignmentsMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssignmentsMessage) ProtoMessage() {}
+
+func (x *AssignmentsMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssignmentsMessage.ProtoReflect.Descriptor instead.
+func (*AssignmentsMessage) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AssignmentsMessage) GetType() AssignmentsMessage_Type {
+	if x != nil {
+		return x.Type
+	}
+	return AssignmentsMessage_TYPE_COMPLETE
+}
+
+func (x *AssignmentsMessage) GetUpdateTasks() []*Task {
+	if x != nil {
+		return x.UpdateTasks
+	}
+	return nil
+}
+
+func (x *AssignmentsMessage) GetRemoveTasks() []string {
+	if x != nil {
+		return x.RemoveTasks
+	}
+	return nil
+}
+
+// TaskStatusUpdate is one observed status of one task.
+type TaskStatusUpdate struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	Status        *TaskStatus            `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskStatusUpdate) Reset() {
+	*x = TaskStatusUpdate{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskStatusUpdate) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskStatusUpdate) ProtoMessage() {}
+
+func (x *TaskStatusUpdate) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskStatusUpdate.ProtoReflect.Descriptor instead.
+func (*TaskStatusUpdate) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *TaskStatusUpdate) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *TaskStatusUpdate) GetStatus() *TaskStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+type UpdateTaskStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Updates       []*TaskStatusUpdate    `protobuf:"bytes,2,rep,name=updates,proto3" json:"updates,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTaskStatusRequest) Reset() {
+	*x = UpdateTaskStatusRequest{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTaskStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTaskStatusRequest) ProtoMessage() {}
+
+func (x *UpdateTaskStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTaskStatusRequest.ProtoReflect.Descriptor instead.
+func (*UpdateTaskStatusRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *UpdateTaskStatusRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *UpdateTaskStatusRequest) GetUpdates() []*TaskStatusUpdate {
+	if x != nil {
+		return x.Updates
+	}
+	return nil
+}
+
+type UpdateTaskStatusResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateTaskStatusResponse) Reset() {
+	*x = UpdateTaskStatusResponse{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateTaskStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateTaskStatusResponse) ProtoMessage() {}
+
+func (x *UpdateTaskStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateTaskStatusResponse.ProtoReflect.Descriptor instead.
+func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{6}
+}
+
 type NodeLeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Force         bool                   `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
@@ -162,7 +464,7 @@ type NodeLeaveRequest struct {
 
 func (x *NodeLeaveRequest) Reset() {
 	*x = NodeLeaveRequest{}
-	mi := &file_proto_api_dispatcher_proto_msgTypes[2]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -174,7 +476,7 @@ func (x *NodeLeaveRequest) String() string {
 func (*NodeLeaveRequest) ProtoMessage() {}
 
 func (x *NodeLeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_dispatcher_proto_msgTypes[2]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -187,7 +489,7 @@ func (x *NodeLeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeLeaveRequest.ProtoReflect.Descriptor instead.
 func (*NodeLeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{2}
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NodeLeaveRequest) GetForce() bool {
@@ -206,7 +508,7 @@ type NodeLeaveResponse struct {
 
 func (x *NodeLeaveResponse) Reset() {
 	*x = NodeLeaveResponse{}
-	mi := &file_proto_api_dispatcher_proto_msgTypes[3]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +520,7 @@ func (x *NodeLeaveResponse) String() string {
 func (*NodeLeaveResponse) ProtoMessage() {}
 
 func (x *NodeLeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_dispatcher_proto_msgTypes[3]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +533,7 @@ func (x *NodeLeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeLeaveResponse.ProtoReflect.Descriptor instead.
 func (*NodeLeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{3}
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *NodeLeaveResponse) GetNodeId() string {
@@ -250,18 +552,38 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\vdescription\x18\x02 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12'\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\x90\x01\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\xb1\x01\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +
-	"\bmanagers\x18\x03 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\"(\n" +
+	"\bmanagers\x18\x03 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\x12\x1f\n" +
+	"\vleader_addr\x18\x04 \x01(\tR\n" +
+	"leaderAddr\"-\n" +
+	"\x12AssignmentsRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xd4\x01\n" +
+	"\x12AssignmentsMessage\x126\n" +
+	"\x04type\x18\x01 \x01(\x0e2\".shoal.api.AssignmentsMessage.TypeR\x04type\x122\n" +
+	"\fupdate_tasks\x18\x02 \x03(\v2\x0f.shoal.api.TaskR\vupdateTasks\x12!\n" +
+	"\fremove_tasks\x18\x03 \x03(\tR\vremoveTasks\"/\n" +
+	"\x04Type\x12\x11\n" +
+	"\rTYPE_COMPLETE\x10\x00\x12\x14\n" +
+	"\x10TYPE_INCREMENTAL\x10\x01\"Z\n" +
+	"\x10TaskStatusUpdate\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12-\n" +
+	"\x06status\x18\x02 \x01(\v2\x15.shoal.api.TaskStatusR\x06status\"i\n" +
+	"\x17UpdateTaskStatusRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x125\n" +
+	"\aupdates\x18\x02 \x03(\v2\x1b.shoal.api.TaskStatusUpdateR\aupdates\"\x1a\n" +
+	"\x18UpdateTaskStatusResponse\"(\n" +
 	"\x10NodeLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\",\n" +
 	"\x11NodeLeaveResponse\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId2T\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId2\x80\x02\n" +
 	"\n" +
 	"Dispatcher\x12F\n" +
-	"\tHeartbeat\x12\x1b.shoal.api.HeartbeatRequest\x1a\x1c.shoal.api.HeartbeatResponse2O\n" +
+	"\tHeartbeat\x12\x1b.shoal.api.HeartbeatRequest\x1a\x1c.shoal.api.HeartbeatResponse\x12M\n" +
+	"\vAssignments\x12\x1d.shoal.api.AssignmentsRequest\x1a\x1d.shoal.api.AssignmentsMessage0\x01\x12[\n" +
+	"\x10UpdateTaskStatus\x12\".shoal.api.UpdateTaskStatusRequest\x1a#.shoal.api.UpdateTaskStatusResponse2O\n" +
 	"\tLocalNode\x12B\n" +
 	"\x05Leave\x12\x1b.shoal.api.NodeLeaveRequest\x1a\x1c.shoal.api.NodeLeaveResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
@@ -277,30 +599,47 @@ func file_proto_api_dispatcher_proto_rawDescGZIP() []byte {
 	return file_proto_api_dispatcher_proto_rawDescData
 }
 
-var file_proto_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_proto_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_proto_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_proto_api_dispatcher_proto_goTypes = []any{
-	(*HeartbeatRequest)(nil),  // 0: shoal.api.HeartbeatRequest
-	(*HeartbeatResponse)(nil), // 1: shoal.api.HeartbeatResponse
-	(*NodeLeaveRequest)(nil),  // 2: shoal.api.NodeLeaveRequest
-	(*NodeLeaveResponse)(nil), // 3: shoal.api.NodeLeaveResponse
-	(*NodeDescription)(nil),   // 4: shoal.api.NodeDescription
-	(NodeRole)(0),             // 5: shoal.api.NodeRole
-	(*Peer)(nil),              // 6: shoal.api.Peer
+	(AssignmentsMessage_Type)(0),     // 0: shoal.api.AssignmentsMessage.Type
+	(*HeartbeatRequest)(nil),         // 1: shoal.api.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 2: shoal.api.HeartbeatResponse
+	(*AssignmentsRequest)(nil),       // 3: shoal.api.AssignmentsRequest
+	(*AssignmentsMessage)(nil),       // 4: shoal.api.AssignmentsMessage
+	(*TaskStatusUpdate)(nil),         // 5: shoal.api.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 6: shoal.api.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 7: shoal.api.UpdateTaskStatusResponse
+	(*NodeLeaveRequest)(nil),         // 8: shoal.api.NodeLeaveRequest
+	(*NodeLeaveResponse)(nil),        // 9: shoal.api.NodeLeaveResponse
+	(*NodeDescription)(nil),          // 10: shoal.api.NodeDescription
+	(NodeRole)(0),                    // 11: shoal.api.NodeRole
+	(*Peer)(nil),                     // 12: shoal.api.Peer
+	(*Task)(nil),                     // 13: shoal.api.Task
+	(*TaskStatus)(nil),               // 14: shoal.api.TaskStatus
 }
 var file_proto_api_dispatcher_proto_depIdxs = []int32{
-	4, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
-	5, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
-	5, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
-	6, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
-	0, // 4: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	2, // 5: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
-	1, // 6: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	3, // 7: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
+	11, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
+	11, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
+	12, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
+	0,  // 4: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
+	13, // 5: shoal.api.AssignmentsMessage.update_tasks:type_name -> shoal.api.Task
+	14, // 6: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
+	5,  // 7: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
+	1,  // 8: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
+	3,  // 9: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
+	6,  // 10: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
+	8,  // 11: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
+	2,  // 12: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	4,  // 13: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
+	7,  // 14: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
+	9,  // 15: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
+	12, // [12:16] is the sub-list for method output_type
+	8,  // [8:12] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_dispatcher_proto_init() }
@@ -316,13 +655,14 @@ func file_proto_api_dispatcher_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_dispatcher_proto_rawDesc), len(file_proto_api_dispatcher_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   4,
+			NumEnums:      1,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_proto_api_dispatcher_proto_goTypes,
 		DependencyIndexes: file_proto_api_dispatcher_proto_depIdxs,
+		EnumInfos:         file_proto_api_dispatcher_proto_enumTypes,
 		MessageInfos:      file_proto_api_dispatcher_proto_msgTypes,
 	}.Build()
 	File_proto_api_dispatcher_proto = out.File

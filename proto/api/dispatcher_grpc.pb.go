@@ -21,18 +21,32 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Dispatcher_Heartbeat_FullMethodName = "/shoal.api.Dispatcher/Heartbeat"
+	Dispatcher_Heartbeat_FullMethodName        = "/shoal.api.Dispatcher/Heartbeat"
+	Dispatcher_Assignments_FullMethodName      = "/shoal.api.Dispatcher/Assignments"
+	Dispatcher_UpdateTaskStatus_FullMethodName = "/shoal.api.Dispatcher/UpdateTaskStatus"
 )
 
 // DispatcherClient is the client API for Dispatcher service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Dispatcher keeps agents' sessions: heartbeats now; assignments follow.
+// Dispatcher keeps agents' sessions: heartbeats, the node's task
+// assignments and the tasks' status reports.
 type DispatcherClient interface {
 	// Heartbeat reports a node alive and returns what the managers want of
-	// it. Fails with NotFound for a node that was removed.
+	// it. Any manager answers (followers forward to the leader). Fails with
+	// NotFound for a node that was removed.
 	Heartbeat(ctx context.Context, in *HeartbeatRequest, opts ...grpc.CallOption) (*HeartbeatResponse, error)
+	// Assignments streams the tasks assigned to a node: first one COMPLETE
+	// message with every task the node must know, then INCREMENTAL messages
+	// as tasks are added, changed (desired state) or removed. Served by the
+	// leader only: a follower fails with Unavailable and a message naming
+	// the leader's address (HeartbeatResponse.leader_addr also names it).
+	Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error)
+	// UpdateTaskStatus reports observed task states. Any manager answers
+	// (followers forward). Reports for tasks not assigned to the node, or
+	// that would move a state backwards, are ignored.
+	UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error)
 }
 
 type dispatcherClient struct {
@@ -53,15 +67,56 @@ func (c *dispatcherClient) Heartbeat(ctx context.Context, in *HeartbeatRequest, 
 	return out, nil
 }
 
+func (c *dispatcherClient) Assignments(ctx context.Context, in *AssignmentsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[AssignmentsMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Dispatcher_ServiceDesc.Streams[0], Dispatcher_Assignments_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[AssignmentsRequest, AssignmentsMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_AssignmentsClient = grpc.ServerStreamingClient[AssignmentsMessage]
+
+func (c *dispatcherClient) UpdateTaskStatus(ctx context.Context, in *UpdateTaskStatusRequest, opts ...grpc.CallOption) (*UpdateTaskStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateTaskStatusResponse)
+	err := c.cc.Invoke(ctx, Dispatcher_UpdateTaskStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // DispatcherServer is the server API for Dispatcher service.
 // All implementations must embed UnimplementedDispatcherServer
 // for forward compatibility.
 //
-// Dispatcher keeps agents' sessions: heartbeats now; assignments follow.
+// Dispatcher keeps agents' sessions: heartbeats, the node's task
+// assignments and the tasks' status reports.
 type DispatcherServer interface {
 	// Heartbeat reports a node alive and returns what the managers want of
-	// it. Fails with NotFound for a node that was removed.
+	// it. Any manager answers (followers forward to the leader). Fails with
+	// NotFound for a node that was removed.
 	Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error)
+	// Assignments streams the tasks assigned to a node: first one COMPLETE
+	// message with every task the node must know, then INCREMENTAL messages
+	// as tasks are added, changed (desired state) or removed. Served by the
+	// leader only: a follower fails with Unavailable and a message naming
+	// the leader's address (HeartbeatResponse.leader_addr also names it).
+	Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error
+	// UpdateTaskStatus reports observed task states. Any manager answers
+	// (followers forward). Reports for tasks not assigned to the node, or
+	// that would move a state backwards, are ignored.
+	UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error)
 	mustEmbedUnimplementedDispatcherServer()
 }
 
@@ -74,6 +129,12 @@ type UnimplementedDispatcherServer struct{}
 
 func (UnimplementedDispatcherServer) Heartbeat(context.Context, *HeartbeatRequest) (*HeartbeatResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Heartbeat not implemented")
+}
+func (UnimplementedDispatcherServer) Assignments(*AssignmentsRequest, grpc.ServerStreamingServer[AssignmentsMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method Assignments not implemented")
+}
+func (UnimplementedDispatcherServer) UpdateTaskStatus(context.Context, *UpdateTaskStatusRequest) (*UpdateTaskStatusResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method UpdateTaskStatus not implemented")
 }
 func (UnimplementedDispatcherServer) mustEmbedUnimplementedDispatcherServer() {}
 func (UnimplementedDispatcherServer) testEmbeddedByValue()                    {}
@@ -114,6 +175,35 @@ func _Dispatcher_Heartbeat_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Dispatcher_Assignments_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(AssignmentsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(DispatcherServer).Assignments(m, &grpc.GenericServerStream[AssignmentsRequest, AssignmentsMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Dispatcher_AssignmentsServer = grpc.ServerStreamingServer[AssignmentsMessage]
+
+func _Dispatcher_UpdateTaskStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateTaskStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(DispatcherServer).UpdateTaskStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Dispatcher_UpdateTaskStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(DispatcherServer).UpdateTaskStatus(ctx, req.(*UpdateTaskStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Dispatcher_ServiceDesc is the grpc.ServiceDesc for Dispatcher service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -125,8 +215,18 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Heartbeat",
 			Handler:    _Dispatcher_Heartbeat_Handler,
 		},
+		{
+			MethodName: "UpdateTaskStatus",
+			Handler:    _Dispatcher_UpdateTaskStatus_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Assignments",
+			Handler:       _Dispatcher_Assignments_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/api/dispatcher.proto",
 }
 

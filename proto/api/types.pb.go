@@ -242,14 +242,17 @@ const (
 	TaskState_TASK_STATE_ASSIGNED  TaskState = 192
 	TaskState_TASK_STATE_ACCEPTED  TaskState = 256
 	TaskState_TASK_STATE_PREPARING TaskState = 320
-	TaskState_TASK_STATE_STARTING  TaskState = 384
-	TaskState_TASK_STATE_RUNNING   TaskState = 512
-	TaskState_TASK_STATE_COMPLETE  TaskState = 576
-	TaskState_TASK_STATE_SHUTDOWN  TaskState = 640
-	TaskState_TASK_STATE_FAILED    TaskState = 704
-	TaskState_TASK_STATE_REJECTED  TaskState = 768
-	TaskState_TASK_STATE_REMOVE    TaskState = 800
-	TaskState_TASK_STATE_ORPHANED  TaskState = 832
+	// Ready: prepared, not started. As a desired state it holds a task
+	// back (a restart delay) until the orchestrator raises it to RUNNING.
+	TaskState_TASK_STATE_READY    TaskState = 352
+	TaskState_TASK_STATE_STARTING TaskState = 384
+	TaskState_TASK_STATE_RUNNING  TaskState = 512
+	TaskState_TASK_STATE_COMPLETE TaskState = 576
+	TaskState_TASK_STATE_SHUTDOWN TaskState = 640
+	TaskState_TASK_STATE_FAILED   TaskState = 704
+	TaskState_TASK_STATE_REJECTED TaskState = 768
+	TaskState_TASK_STATE_REMOVE   TaskState = 800
+	TaskState_TASK_STATE_ORPHANED TaskState = 832
 )
 
 // Enum value maps for TaskState.
@@ -260,6 +263,7 @@ var (
 		192: "TASK_STATE_ASSIGNED",
 		256: "TASK_STATE_ACCEPTED",
 		320: "TASK_STATE_PREPARING",
+		352: "TASK_STATE_READY",
 		384: "TASK_STATE_STARTING",
 		512: "TASK_STATE_RUNNING",
 		576: "TASK_STATE_COMPLETE",
@@ -275,6 +279,7 @@ var (
 		"TASK_STATE_ASSIGNED":  192,
 		"TASK_STATE_ACCEPTED":  256,
 		"TASK_STATE_PREPARING": 320,
+		"TASK_STATE_READY":     352,
 		"TASK_STATE_STARTING":  384,
 		"TASK_STATE_RUNNING":   512,
 		"TASK_STATE_COMPLETE":  576,
@@ -645,13 +650,14 @@ const file_proto_api_types_proto_rawDesc = "" +
 	"\fReachability\x12\x18\n" +
 	"\x14REACHABILITY_UNKNOWN\x10\x00\x12\x1c\n" +
 	"\x18REACHABILITY_UNREACHABLE\x10\x01\x12\x1a\n" +
-	"\x16REACHABILITY_REACHABLE\x10\x02*\xd1\x02\n" +
+	"\x16REACHABILITY_REACHABLE\x10\x02*\xe8\x02\n" +
 	"\tTaskState\x12\x12\n" +
 	"\x0eTASK_STATE_NEW\x10\x00\x12\x16\n" +
 	"\x12TASK_STATE_PENDING\x10@\x12\x18\n" +
 	"\x13TASK_STATE_ASSIGNED\x10\xc0\x01\x12\x18\n" +
 	"\x13TASK_STATE_ACCEPTED\x10\x80\x02\x12\x19\n" +
-	"\x14TASK_STATE_PREPARING\x10\xc0\x02\x12\x18\n" +
+	"\x14TASK_STATE_PREPARING\x10\xc0\x02\x12\x15\n" +
+	"\x10TASK_STATE_READY\x10\xe0\x02\x12\x18\n" +
 	"\x13TASK_STATE_STARTING\x10\x80\x03\x12\x17\n" +
 	"\x12TASK_STATE_RUNNING\x10\x80\x04\x12\x18\n" +
 	"\x13TASK_STATE_COMPLETE\x10\xc0\x04\x12\x18\n" +
