@@ -34,4 +34,3 @@ func (s *dispatcherServer) Heartbeat(ctx context.Context, req *api.HeartbeatRequ
 	}
 	return resp, nil
 }
-
