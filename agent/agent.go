@@ -1,11 +1,28 @@
 // Package agent is the node side of Shoal: it keeps the node's session
-// with the managers. Today that is a heartbeat loop that reports the node
-// alive, learns the managers' addresses and the role the operator wants
-// for the node; task execution arrives with the dispatcher's assignments.
+// with the managers and, given an Executor, runs the node's tasks.
 //
-// The agent talks to any manager: a follower forwards heartbeats to the
-// leader. When the manager it talks to fails, it moves to the next one in
-// the list the managers handed out.
+// The session is three loops. Heartbeats report the node alive to any
+// manager (a follower forwards them to the leader) and learn the
+// managers' addresses, the leader's address and the role the operator
+// wants for the node; when the manager it talks to fails, the agent
+// moves to the next one in the list the managers handed out. The
+// Assignments stream, opened on the leader, delivers the node's tasks: a
+// COMPLETE message, then INCREMENTAL changes (session.go). Status
+// reports go back through UpdateTaskStatus, gathered for ReportInterval
+// and retried across manager failover (reporter.go).
+//
+// Each assigned task has a driver goroutine that moves it toward its
+// desired state one runtime.Advance step at a time and records every new
+// status (task.go). The agent never starts a task twice: one driver per
+// task ID, and controllers are idempotent. Assignments and the last
+// observed status of each task are persisted in StateDir/worker.db
+// (storage.go), so a restarted agent resumes its tasks: it reattaches to
+// them through the executor, reports their status again, and removes
+// the tasks the managers no longer assign only once a new COMPLETE
+// message says so.
+//
+// When Run returns (its context ended, or the node was removed) the
+// tasks are left running: the next agent on the same state reattaches.
 package agent
 
 import (
@@ -18,7 +35,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/agent/runtime"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -28,8 +47,12 @@ var ErrRemoved = errors.New("this node was removed from the cluster")
 
 // Config configures an Agent.
 type Config struct {
-	NodeID      string
-	Addr        string
+	// NodeID is this node's ID, as the managers know it.
+	NodeID string
+	// Addr is the address the node reports itself reachable at.
+	Addr string
+	// Description is the node's description; fields it leaves empty are
+	// filled from Executor.Describe.
 	Description *api.NodeDescription
 	// Managers are the manager addresses known at start.
 	Managers []string
@@ -42,9 +65,24 @@ type Config struct {
 	// Period is the heartbeat period until a manager says otherwise.
 	Period time.Duration
 	Logger *slog.Logger
+
+	// Executor runs the node's tasks. Without one the agent only sends
+	// heartbeats: it opens no assignments stream and runs no task.
+	Executor runtime.Executor
+	// StateDir is where the agent keeps worker.db, its persisted
+	// assignments and task statuses (bbolt; the directory is made if
+	// missing). Empty keeps them in memory only (scale tests): a
+	// restarted agent then learns its tasks from the managers alone.
+	StateDir string
+	// ReportInterval is how long task status changes gather before they
+	// are sent in one UpdateTaskStatus call (DefaultReportInterval).
+	ReportInterval time.Duration
 }
 
-// Agent keeps the node's session with the managers.
+// DefaultReportInterval is how long status changes gather by default.
+const DefaultReportInterval = 50 * time.Millisecond
+
+// Agent keeps the node's session with the managers and runs its tasks.
 type Agent struct {
 	cfg Config
 
@@ -52,9 +90,16 @@ type Agent struct {
 	managers []string
 	next     int
 	conns    map[string]*grpc.ClientConn
+	desc     *api.NodeDescription
+	// leader is the leader's address as last learned ("" when unknown);
+	// leaderMoved is closed and replaced whenever it changes.
+	leader      string
+	leaderMoved chan struct{}
+
+	worker *worker // set while Run runs with an Executor
 }
 
-// New returns an agent.
+// New returns an agent. Call Run once.
 func New(cfg Config) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -62,7 +107,13 @@ func New(cfg Config) *Agent {
 	if cfg.Period <= 0 {
 		cfg.Period = 5 * time.Second
 	}
-	return &Agent{cfg: cfg, managers: append([]string(nil), cfg.Managers...), conns: map[string]*grpc.ClientConn{}}
+	if cfg.ReportInterval <= 0 {
+		cfg.ReportInterval = DefaultReportInterval
+	}
+	return &Agent{
+		cfg: cfg, managers: append([]string(nil), cfg.Managers...), conns: map[string]*grpc.ClientConn{},
+		desc: cfg.Description, leaderMoved: make(chan struct{}),
+	}
 }
 
 // Managers returns the manager addresses the agent knows.
@@ -72,9 +123,92 @@ func (a *Agent) Managers() []string {
 	return append([]string(nil), a.managers...)
 }
 
-// Run sends heartbeats until ctx ends or the node is removed (ErrRemoved).
+// Run keeps the session until ctx ends or the node is removed
+// (ErrRemoved): it sends heartbeats and, with an Executor, first resumes
+// the persisted tasks, then follows the assignments stream, drives the
+// tasks and reports their status. It fails at once when the state in
+// StateDir cannot be opened (another agent holds it, say). The tasks are
+// left as they are when Run returns.
 func (a *Agent) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	defer a.closeConns()
+	if a.cfg.Executor == nil {
+		return a.heartbeats(ctx)
+	}
+	a.describe(ctx)
+	db, err := openTaskDB(a.cfg.StateDir)
+	if err != nil {
+		return err
+	}
+	defer db.close()
+	w := newWorker(a, db)
+	a.mu.Lock()
+	a.worker = w
+	a.mu.Unlock()
+	var loops sync.WaitGroup
+	loops.Go(func() { w.rep.run(ctx) })
+	if err := w.load(ctx); err != nil {
+		cancel()
+		loops.Wait()
+		return err
+	}
+	loops.Go(func() { a.followAssignments(ctx, w) })
+	err = a.heartbeats(ctx)
+	cancel()
+	loops.Wait()
+	w.wait()
+	return err
+}
+
+// describe fills the node description's empty fields from the executor.
+func (a *Agent) describe(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.Period)
+	defer cancel()
+	ed, err := a.cfg.Executor.Describe(ctx)
+	if err != nil {
+		a.cfg.Logger.Warn("describe node through the executor", "err", err)
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.desc = mergeDescription(a.cfg.Description, ed)
+}
+
+// mergeDescription is own with its empty fields taken from exec.
+func mergeDescription(own, exec *api.NodeDescription) *api.NodeDescription {
+	if own == nil {
+		return exec
+	}
+	d := proto.Clone(own).(*api.NodeDescription)
+	if exec == nil {
+		return d
+	}
+	if d.Hostname == "" {
+		d.Hostname = exec.Hostname
+	}
+	if d.Platform == nil {
+		d.Platform = exec.Platform
+	}
+	if d.Resources == nil {
+		d.Resources = exec.Resources
+	}
+	if d.Version == "" {
+		d.Version = exec.Version
+	}
+	for k, v := range exec.EngineLabels {
+		if _, ok := d.EngineLabels[k]; !ok {
+			if d.EngineLabels == nil {
+				d.EngineLabels = map[string]string{}
+			}
+			d.EngineLabels[k] = v
+		}
+	}
+	return d
+}
+
+// heartbeats sends heartbeats until ctx ends or the node is removed.
+func (a *Agent) heartbeats(ctx context.Context) error {
 	period := a.cfg.Period
 	for {
 		resp, err := a.beat(ctx)
@@ -84,11 +218,16 @@ func (a *Agent) Run(ctx context.Context) error {
 				period = time.Duration(resp.Period)
 			}
 			a.learnManagers(resp.Managers)
+			if resp.LeaderAddr != "" {
+				a.setLeader(resp.LeaderAddr)
+			}
 			if a.cfg.OnResponse != nil {
 				a.cfg.OnResponse(resp)
 			}
 		case status.Code(err) == codes.NotFound:
 			return ErrRemoved
+		case ctx.Err() != nil:
+			return ctx.Err()
 		default:
 			a.cfg.Logger.Warn("heartbeat failed; trying another manager", "err", err)
 		}
@@ -122,8 +261,11 @@ func (a *Agent) beat(ctx context.Context) (*api.HeartbeatResponse, error) {
 			role = a.cfg.Role()
 		}
 		cctx, cancel := context.WithTimeout(ctx, a.cfg.Period)
+		a.mu.Lock()
+		desc := a.desc
+		a.mu.Unlock()
 		resp, err := api.NewDispatcherClient(c).Heartbeat(cctx, &api.HeartbeatRequest{
-			NodeId: a.cfg.NodeID, Description: a.cfg.Description, Addr: a.cfg.Addr, Role: role,
+			NodeId: a.cfg.NodeID, Description: desc, Addr: a.cfg.Addr, Role: role,
 		})
 		cancel()
 		if err == nil || status.Code(err) == codes.NotFound {

@@ -48,7 +48,7 @@ up() {
 		sleep 0.2
 	done
 	"$BIN" --host "$(addr 1)" service inspect web >/dev/null 2>&1 ||
-		"$BIN" --host "$(addr 1)" service create --detach --name web --replicas 6 -p 8080:80 registry.test:5000/web:v1 >/dev/null
+		"$BIN" --host "$(addr 1)" service create -q --wait-timeout 60s --name web --replicas 6 -p 8080:80 registry.test:5000/web:v1 >/dev/null
 	echo
 	"$BIN" --host "$(addr 1)" node ls
 	echo

@@ -21,6 +21,8 @@ import (
 
 	"github.com/shoalhq/shoal/manager/controlapi"
 	"github.com/shoalhq/shoal/manager/dispatcher"
+	"github.com/shoalhq/shoal/manager/orchestrator"
+	"github.com/shoalhq/shoal/manager/placement"
 	"github.com/shoalhq/shoal/manager/raft"
 	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/proto/api"
@@ -187,8 +189,10 @@ func (m *Manager) Stop() error {
 	return err
 }
 
-// runLeaderLoops runs the leader-only work while this manager leads: a
-// full pass at the start of every term, then level-triggered passes.
+// runLeaderLoops runs the leader-only work while this manager leads: the
+// dispatcher's sessions and DOWN detection, the role reconciler, the
+// orchestrator and the placer. Each starts with a full pass at the start
+// of every term, then is level-triggered.
 func (m *Manager) runLeaderLoops(ctx context.Context) {
 	ch, cancel := m.raft.SubscribeLeadership()
 	defer cancel()
@@ -208,9 +212,13 @@ func (m *Manager) runLeaderLoops(ctx context.Context) {
 			}
 			lctx, lcancel := context.WithCancel(ctx)
 			stop = lcancel
-			loops.Add(2)
+			orch := orchestrator.New(m.store, orchestrator.Config{Logger: m.log})
+			placer := placement.New(m.store, placement.Config{Logger: m.log})
+			loops.Add(4)
 			go func() { defer loops.Done(); m.dispatcher.Run(lctx) }()
 			go func() { defer loops.Done(); m.reconcileRoles(lctx) }()
+			go func() { defer loops.Done(); orch.Run(lctx) }()
+			go func() { defer loops.Done(); placer.Run(lctx) }()
 		}
 	}
 }

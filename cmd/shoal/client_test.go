@@ -34,9 +34,14 @@ type fakeControl struct {
 	writeErr error
 	nodes    []*api.Node
 	services []*api.Service
-	info     *api.GetClusterInfoResponse
-	calls    []string
-	sent     []proto.Message
+	// tasks is what ListTasks answers from (filtered by the request);
+	// when taskFrames is set, each ListTasks answers from the next frame
+	// instead, the last one repeating.
+	tasks      []*api.Task
+	taskFrames [][]*api.Task
+	info       *api.GetClusterInfoResponse
+	calls      []string
+	sent       []proto.Message
 }
 
 func (f *fakeControl) record(ctx context.Context, name string, req proto.Message, isRead bool) error {
@@ -118,7 +123,11 @@ func (f *fakeControl) CreateService(ctx context.Context, req *api.CreateServiceR
 	if err := f.record(ctx, "CreateService", req, false); err != nil {
 		return nil, err
 	}
-	return &api.CreateServiceResponse{Service: &api.Service{Id: "newserviceid0123456789abc", Spec: req.Spec}}, nil
+	svc := &api.Service{Id: "newserviceid0123456789abc", Meta: &api.Meta{Version: 1}, Spec: req.Spec, SpecVersion: 1}
+	f.mu.Lock()
+	f.services = append(f.services, svc)
+	f.mu.Unlock()
+	return &api.CreateServiceResponse{Service: svc}, nil
 }
 
 func (f *fakeControl) GetService(ctx context.Context, req *api.GetServiceRequest) (*api.GetServiceResponse, error) {

@@ -73,5 +73,8 @@ func newDaemonCmd() *cobra.Command {
 	f.StringVar(&availability, "availability", "active", "availability of this node when it creates the cluster: active, pause or drain")
 	f.DurationVar(&cfg.HeartbeatPeriod, "heartbeat-period", 0, "override the cluster's agent heartbeat period (default 5s)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringVar(&cfg.Runtime, "runtime", "simulated", "task runtime: simulated (tasks pretend to run; for tests and rehearsals)")
+	f.DurationVar(&cfg.Simulated.StartDelay, "sim-start-delay", 0, "simulated runtime: how long each task takes to start")
+	f.Float64Var(&cfg.Simulated.FailureRate, "sim-failure-rate", 0, "simulated runtime: probability (0-1) that a task fails at start")
 	return cmd
 }

@@ -1,7 +1,8 @@
 package main
 
 // `shoal node`: list, inspect and remove the cluster's nodes. Changing a
-// node (update, promote, demote) is in node_update.go.
+// node (update, promote, demote) is in node_update.go, listing a node's
+// tasks in node_ps.go.
 
 import (
 	"context"
@@ -23,6 +24,7 @@ func newNodeCmd(g *globalOptions) *cobra.Command {
 	}
 	cmd.AddCommand(
 		newNodeLsCmd(g),
+		newNodePsCmd(g),
 		newInspectCmd(g, "node", "NODE", getNode, writeNodesPretty),
 		newNodeUpdateCmd(g),
 		newNodePromoteCmd(g),

@@ -1,10 +1,12 @@
 package main
 
-// `shoal service`: create, list, inspect and remove services.
+// `shoal service`: create, list, inspect and remove services. Listing
+// their tasks is in service_ps.go, scaling in service_scale.go.
 
 import (
 	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 
@@ -20,7 +22,9 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 	cmd.AddCommand(
 		newServiceCreateCmd(g),
 		newServiceLsCmd(g),
+		newServicePsCmd(g),
 		newInspectCmd(g, "service", "SERVICE", getService, writeServicesPretty),
+		newServiceScaleCmd(g),
 		newServiceRmCmd(g),
 	)
 	return cmd
@@ -29,12 +33,16 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 // newServiceCreateCmd returns `shoal service create`.
 func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 	o := newServiceOptions()
-	var detach, quiet bool
+	var (
+		wait  waitOptions
+		quiet bool
+	)
 	cmd := &cobra.Command{
 		Use:   "create [flags] IMAGE [COMMAND] [ARG...]",
 		Short: "Create a service",
 		Long: "Create a service that runs IMAGE. Options come before IMAGE; what follows IMAGE is the command and its arguments.\n" +
-			"Durations are written 10s, 1m30s; memory sizes 64M, 1g; CPUs 0.5, 2.",
+			"Durations are written 10s, 1m30s; memory sizes 64M, 1g; CPUs 0.5, 2.\n\n" +
+			"It prints the new service's ID (with --quiet, nothing else).\n\n" + waitHelp,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return fmt.Errorf("shoal service create needs an IMAGE: shoal service create [flags] IMAGE [COMMAND] [ARG...]")
@@ -46,6 +54,9 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := wait.check(); err != nil {
+				return err
+			}
 			c, err := g.connect(cmd)
 			if err != nil {
 				return err
@@ -55,17 +66,24 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			// Waiting for the service to converge comes later; until
-			// then create always behaves as with --detach.
-			_, err = fmt.Fprintln(cmd.OutOrStdout(), resp.GetService().GetId())
-			return err
+			id := resp.GetService().GetId()
+			fmt.Fprintln(cmd.OutOrStdout(), id)
+			name := resp.GetService().GetSpec().GetAnnotations().GetName()
+			if name == "" {
+				name = id
+			}
+			progress := cmd.OutOrStdout()
+			if quiet {
+				progress = io.Discard
+			}
+			return joinErrors(waitForServices(cmd, c, &wait, progress, []waitTarget{{id: id, name: name}}))
 		},
 	}
 	f := cmd.Flags()
 	f.SetInterspersed(false) // flags after IMAGE belong to the command
 	addServiceFlags(f, o)
-	f.BoolVarP(&detach, "detach", "d", false, "return at once instead of waiting for the service to converge")
-	f.BoolVarP(&quiet, "quiet", "q", false, "print only the service ID")
+	wait.addFlags(f)
+	f.BoolVarP(&quiet, "quiet", "q", false, "print only the service ID (and wait without printing the progress)")
 	return cmd
 }
 

@@ -111,7 +111,9 @@ func replicaCount(svc *api.Service, tasks []*api.Task) *api.ReplicaCount {
 	for _, t := range tasks {
 		desired := t.GetDesiredState()
 		live := desired == api.TaskState_TASK_STATE_RUNNING || desired == api.TaskState_TASK_STATE_COMPLETE
-		if desired == api.TaskState_TASK_STATE_RUNNING {
+		// A dead task whose restart was refused keeps desired RUNNING (the
+		// orchestrator's marker that the slot stays filled): not wanted.
+		if desired == api.TaskState_TASK_STATE_RUNNING && t.GetStatus().GetState() <= api.TaskState_TASK_STATE_RUNNING {
 			desiredRunning++
 		}
 		if live {

@@ -336,7 +336,7 @@ func TestListServicesCounts(t *testing.T) {
 	must(t, err)
 	want := map[string]*api.ReplicaCount{
 		"rep":  {Running: 2, Desired: 5},
-		"glob": {Running: 1, Desired: 2},
+		"glob": {Running: 1, Desired: 1}, // g2 failed: its slot is not wanted any more
 		"rjob": {Running: 1, Desired: 4, Completed: 2},
 		"gjob": {Running: 1, Desired: 2, Completed: 2},
 	}

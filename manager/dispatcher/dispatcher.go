@@ -1,13 +1,21 @@
 // Package dispatcher keeps the agents' sessions on the leader: it takes
 // heartbeats, marks a node READY when it reports and DOWN when it misses
-// its heartbeats for the grace period, and tells each node the role the
-// operator wants for it and where the managers are.
+// its heartbeats for the grace period, tells each node the role the
+// operator wants for it and where the managers are, streams each node its
+// task assignments, and writes the task status the agents report.
 //
 // Heartbeats are kept in memory; only changes of a node's state are
-// written through Raft, so a quiet cluster writes nothing. Run must be
-// called only while this manager is the leader: at start it gives every
-// node a full grace period, since heartbeats sent to the previous leader
-// were not seen here.
+// written through Raft, so a quiet cluster writes nothing. Status reports
+// of all nodes are gathered for a few tens of milliseconds and written
+// together in few transactions (status.go). Assignment streams follow the
+// store through one shared watch, fanned out by node (hub.go,
+// assignments.go).
+//
+// Run must be called only while this manager is the leader: at start it
+// gives every node a full grace period, since heartbeats sent to the
+// previous leader were not seen here. Assignments and UpdateTaskStatus
+// are served only while Run runs (ErrNotRunning otherwise), and open
+// streams end when Run's context ends, that is when leadership is lost.
 package dispatcher
 
 import (
@@ -31,9 +39,23 @@ const DefaultHeartbeatPeriod = 5 * time.Second
 // GraceMultiplier is how many periods a node may miss before it is DOWN.
 const GraceMultiplier = 3
 
-// ErrNodeRemoved means a heartbeat came from a node that is no longer in
-// the cluster; the node must join again.
-var ErrNodeRemoved = errors.New("this node was removed from the cluster: join it again with a join token")
+// Sentinel errors; the manager's gRPC edge maps them to codes.
+var (
+	// ErrNodeRemoved means a call came from a node that is no longer in
+	// the cluster; the node must join again.
+	ErrNodeRemoved = errors.New("this node was removed from the cluster: join it again with a join token")
+	// ErrNotRunning means the dispatcher's Run is not running: this manager
+	// is not the leader, or has just stopped or started being it. Ask the
+	// leader (again).
+	ErrNotRunning = errors.New("the dispatcher is not running on this manager: it is not the leader")
+)
+
+// Defaults of the Config knobs.
+const (
+	DefaultStatusBatchInterval  = 50 * time.Millisecond
+	DefaultStatusBatchSize      = 1000
+	DefaultAssignmentBatchDelay = 10 * time.Millisecond
+)
 
 // Config configures a Dispatcher.
 type Config struct {
@@ -43,7 +65,17 @@ type Config struct {
 	Members func() []*api.RaftMember
 	// Period overrides the cluster's heartbeat period (tests).
 	Period time.Duration
-	Logger *slog.Logger
+	// StatusBatchInterval is the longest a status report waits to be
+	// written together with others (DefaultStatusBatchInterval).
+	StatusBatchInterval time.Duration
+	// StatusBatchSize is the most task updates written in one store
+	// transaction (DefaultStatusBatchSize); once that many wait, they are
+	// written without waiting for the interval.
+	StatusBatchSize int
+	// AssignmentBatchDelay is how long an assignments stream gathers
+	// changes into one message (DefaultAssignmentBatchDelay).
+	AssignmentBatchDelay time.Duration
+	Logger               *slog.Logger
 }
 
 // Dispatcher is the leader's view of the agents.
@@ -52,6 +84,20 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	lastSeen map[string]time.Time
 	reported map[string]api.NodeRole
+
+	// runMu guards run, set while Run runs.
+	runMu sync.Mutex
+	run   *runState
+
+	stats stats
+}
+
+// runState is what lives for one Run: its context (the leader's term),
+// the task watch shared by the assignment streams, and the status queue.
+type runState struct {
+	ctx      context.Context
+	hub      *hub
+	statusCh chan *statusRequest
 }
 
 // New returns a dispatcher.
@@ -59,7 +105,26 @@ func New(cfg Config) *Dispatcher {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.StatusBatchInterval <= 0 {
+		cfg.StatusBatchInterval = DefaultStatusBatchInterval
+	}
+	if cfg.StatusBatchSize <= 0 {
+		cfg.StatusBatchSize = DefaultStatusBatchSize
+	}
+	if cfg.AssignmentBatchDelay <= 0 {
+		cfg.AssignmentBatchDelay = DefaultAssignmentBatchDelay
+	}
 	return &Dispatcher{cfg: cfg, lastSeen: map[string]time.Time{}, reported: map[string]api.NodeRole{}}
+}
+
+// current returns the state of the running Run, nil when none runs.
+func (d *Dispatcher) current() *runState {
+	d.runMu.Lock()
+	defer d.runMu.Unlock()
+	if d.run == nil || d.run.ctx.Err() != nil {
+		return nil
+	}
+	return d.run
 }
 
 // Period is the heartbeat period in force.
@@ -160,9 +225,34 @@ func (d *Dispatcher) updateNode(ctx context.Context, id string, change func(*api
 	}
 }
 
-// Run marks nodes DOWN when they miss their heartbeats, until ctx ends.
-// Call it only on the leader.
+// Run serves assignment streams and status reports and marks nodes DOWN
+// when they miss their heartbeats, until ctx ends; then the streams end
+// (ErrNotRunning) and reports still waiting fail with ErrNotRunning. Call
+// it only on the leader, with a context that ends when leadership does,
+// and never twice at once.
 func (d *Dispatcher) Run(ctx context.Context) {
+	rs := &runState{ctx: ctx, hub: newHub(d.cfg.Store), statusCh: make(chan *statusRequest)}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); rs.hub.run(ctx) }()
+	go func() { defer wg.Done(); d.runStatusWriter(rs) }()
+	d.runMu.Lock()
+	d.run = rs
+	d.runMu.Unlock()
+	defer func() {
+		d.runMu.Lock()
+		if d.run == rs {
+			d.run = nil
+		}
+		d.runMu.Unlock()
+		wg.Wait()
+	}()
+	d.detectDown(ctx)
+}
+
+// detectDown marks nodes DOWN when they miss their heartbeats, until ctx
+// ends.
+func (d *Dispatcher) detectDown(ctx context.Context) {
 	start := time.Now()
 	d.mu.Lock()
 	for id := range d.lastSeen {

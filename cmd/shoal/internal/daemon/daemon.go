@@ -23,6 +23,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/agent"
+	execrt "github.com/shoalhq/shoal/agent/runtime"
+	"github.com/shoalhq/shoal/agent/runtime/simulated"
 	"github.com/shoalhq/shoal/manager"
 	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/raft"
@@ -47,7 +49,12 @@ type Config struct {
 	Availability  api.NodeAvailability
 	// HeartbeatPeriod overrides the cluster's period (tests).
 	HeartbeatPeriod time.Duration
-	Logger          *slog.Logger
+	// Runtime names the executor: "simulated" (no containers: tasks
+	// pretend to run; for tests and large-scale rehearsals).
+	Runtime string
+	// Simulated is the simulated executor's behaviour.
+	Simulated simulated.Config
+	Logger    *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
 }
@@ -117,6 +124,14 @@ func (c *Config) validate() error {
 	}
 	if c.ListenAddr == "" {
 		return errors.New("--listen-addr is required (HOST:PORT)")
+	}
+	switch c.Runtime {
+	case "", "simulated":
+	default:
+		return fmt.Errorf("--runtime %q is not available: use simulated (the containerd runtime is not built yet)", c.Runtime)
+	}
+	if r := c.Simulated.FailureRate; r < 0 || r > 1 {
+		return fmt.Errorf("--sim-failure-rate %v: must be between 0 and 1", r)
 	}
 	return nil
 }
@@ -406,6 +421,8 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 			return api.NodeRole_NODE_ROLE_WORKER
 		},
 		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
+		Executor:   d.executor(),
+		StateDir:   d.cfg.DataDir,
 	})
 	err := a.Run(ctx)
 	if d.leaving.Load() {
@@ -485,6 +502,13 @@ func (d *Daemon) stop() {
 		d.lock.Close()
 		d.lock = nil
 	}
+}
+
+// executor builds the task runtime the daemon was asked for.
+func (d *Daemon) executor() execrt.Executor {
+	sc := d.cfg.Simulated
+	sc.Description = d.desc
+	return simulated.New(sc)
 }
 
 // memoryBytes reads the machine's memory from /proc/meminfo (0 if unknown).

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoalhq/shoal/agent"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -46,6 +47,10 @@ func (s *localNode) Leave(ctx context.Context, req *api.NodeLeaveRequest) (*api.
 	d.log.Info("left the cluster; stopping and forgetting the node's cluster state", "node", d.state.NodeID)
 	d.stopManager(true)
 	_ = os.Remove(filepath.Join(d.cfg.DataDir, stateFile))
+	// Forget the tasks too, so a node that joins again starts clean. The
+	// agent still holds the file open until the daemon stops; removing the
+	// name is enough.
+	_ = os.Remove(filepath.Join(d.cfg.DataDir, agent.WorkerDBName))
 	go func() {
 		// Let the answer reach the client before the server stops.
 		time.Sleep(100 * time.Millisecond)
