@@ -224,3 +224,48 @@ func TestAgentRestartResumesWithoutDuplicates(t *testing.T) {
 		t.Fatalf("restarted agent started %d new containers", got-starts)
 	}
 }
+
+// A node that was down comes back: the tasks it ran were replaced while
+// it was away, so its agent stops them and exactly the desired count runs.
+func TestReturningNodeStopsStaleTasks(t *testing.T) {
+	const period = 300 * time.Millisecond
+	c := Start(t, Options{Managers: 3, Agents: 6, HeartbeatPeriod: period})
+	svc := c.create(replicated("web", 12))
+	c.WaitRunning(svc.Id, 12, 30*time.Second)
+	victim := c.Agents[2]
+	if victim.Exec.Running() == 0 {
+		t.Fatal("victim runs no task")
+	}
+	victim.Stop() // partitioned: its containers keep running
+	c.WaitFor(3*period+5*time.Second, "replacements running on the other nodes", func() error {
+		tasks, err := c.Tasks(svc.Id)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for _, tk := range tasks {
+			if tk.NodeId != victim.ID && tk.GetStatus().GetState() == api.TaskState_TASK_STATE_RUNNING && tk.DesiredState == api.TaskState_TASK_STATE_RUNNING {
+				n++
+			}
+		}
+		if n != 12 {
+			return fmt.Errorf("%d running elsewhere", n)
+		}
+		return nil
+	})
+	victim.Restart() // heals: same state dir, same containers
+	c.WaitFor(10*time.Second, "stale tasks stopped on the returning node", func() error {
+		if n := victim.Exec.Running(); n != 0 {
+			return fmt.Errorf("%d stale containers still running", n)
+		}
+		return nil
+	})
+	total := 0
+	for _, a := range c.Agents {
+		total += a.Exec.Running()
+	}
+	if total != 12 {
+		t.Fatalf("%d containers run after the node returned, want 12", total)
+	}
+	c.checkNoDuplicates(svc.Id)
+}
