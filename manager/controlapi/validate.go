@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/shoalhq/shoal/proto/api"
+	"github.com/shoalhq/shoal/scheduler"
 )
 
 // nameRE is the syntax of service (and other object) names.
@@ -40,7 +41,7 @@ const modeNames = "replicated, global, replicated-job, global-job"
 //     land on the same file.
 //   - task.resources: no negative amount; a limit, where set, is at least
 //     the reservation; pids is a limit only.
-//   - task.placement: constraints parse (see ParseConstraint), preferences
+//   - task.placement: constraints parse (see scheduler.ParseConstraint), preferences
 //     are spread=node.labels.NAME or engine.labels.NAME, max_replicas only
 //     with a replicated or replicated-job mode.
 //   - task.networks: target set and not repeated.
@@ -373,16 +374,16 @@ func validateRestart(field string, r *api.RestartPolicy) error {
 // validatePlacement checks constraints and preferences.
 func validatePlacement(field string, p *api.Placement) error {
 	for i, s := range p.GetConstraints() {
-		if _, err := ParseConstraint(s); err != nil {
+		if _, err := scheduler.ParseConstraint(s); err != nil {
 			return fieldErr(fmt.Sprintf("%s.constraints[%d]", field, i), "%v", err)
 		}
 	}
 	for i, pref := range p.GetPreferences() {
 		f := fmt.Sprintf("%s.preferences[%d].spread", field, i)
 		s := pref.GetSpread()
-		name, ok := strings.CutPrefix(s, NodeLabelPrefix)
+		name, ok := strings.CutPrefix(s, scheduler.NodeLabelPrefix)
 		if !ok {
-			name, ok = strings.CutPrefix(s, EngineLabelPrefix)
+			name, ok = strings.CutPrefix(s, scheduler.EngineLabelPrefix)
 		}
 		if !ok || name == "" {
 			return fieldErr(f, "%q: spread over node.labels.NAME or engine.labels.NAME, e.g. node.labels.zone", s)

@@ -122,7 +122,7 @@
 //
 // A global service has one live task, slot 0 and node preset, on every
 // eligible node: status not DOWN, availability not DRAIN, and every
-// placement constraint satisfied (the syntax of controlapi.ParseConstraint).
+// placement constraint satisfied (the syntax of scheduler.ParseConstraint).
 // A PAUSE node keeps its task but gets no new one. A node that stops
 // being eligible (DOWN, drained, constraints changed, removed) has its
 // tasks stopped, desired SHUTDOWN, not replaced; a DOWN node's tasks are
