@@ -32,8 +32,10 @@ type fakeControl struct {
 	conflicts int
 	// writeErr, when set, fails every write.
 	writeErr error
-	nodes    []*api.Node
-	services []*api.Service
+	// lastClusterUpdate is the last UpdateCluster request received.
+	lastClusterUpdate *api.UpdateClusterRequest
+	nodes             []*api.Node
+	services          []*api.Service
 	// tasks is what ListTasks answers from (filtered by the request);
 	// when taskFrames is set, each ListTasks answers from the next frame
 	// instead, the last one repeating.
@@ -76,6 +78,9 @@ func (f *fakeControl) UpdateCluster(ctx context.Context, req *api.UpdateClusterR
 	if err := f.record(ctx, "UpdateCluster", req, false); err != nil {
 		return nil, err
 	}
+	f.mu.Lock()
+	f.lastClusterUpdate = req
+	f.mu.Unlock()
 	cl := proto.Clone(f.info.Cluster).(*api.Cluster)
 	if req.RotateWorkerToken {
 		cl.JoinTokens.Worker = "SHOAL-1-rotated"

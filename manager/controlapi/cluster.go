@@ -101,7 +101,8 @@ func findCluster(tx store.ReadTx, id string) (*api.Cluster, error) {
 
 // ValidateClusterSpec checks a cluster spec and returns nil or a
 // *FieldError: task_history_retention_limit is not negative, and
-// heartbeat_period and snapshot_interval, where set, are positive (unset
+// heartbeat_period, heartbeat_grace_periods and snapshot_interval, where
+// set, are positive (unset
 // means the default; zero would stop heartbeats or snapshots).
 func ValidateClusterSpec(spec *api.ClusterSpec) error {
 	if v := spec.TaskHistoryRetentionLimit; v != nil && *v < 0 {
@@ -112,6 +113,9 @@ func ValidateClusterSpec(spec *api.ClusterSpec) error {
 			return err
 		}
 		return fieldErr("heartbeat_period", "must be positive, got 0: unset it for the default of 5s")
+	}
+	if v := spec.HeartbeatGracePeriods; v != nil && *v == 0 {
+		return fieldErr("heartbeat_grace_periods", "must be positive, got 0: unset it for the default of 3 periods")
 	}
 	if v := spec.SnapshotInterval; v != nil && *v == 0 {
 		return fieldErr("snapshot_interval", "must be positive, got 0: unset it for the default of 10000 entries")

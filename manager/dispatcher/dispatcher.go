@@ -36,7 +36,8 @@ import (
 // does not say.
 const DefaultHeartbeatPeriod = 5 * time.Second
 
-// GraceMultiplier is how many periods a node may miss before it is DOWN.
+// GraceMultiplier is how many periods a node may miss before it is DOWN
+// when the cluster spec does not say (heartbeat_grace_periods).
 const GraceMultiplier = 3
 
 // Sentinel errors; the manager's gRPC edge maps them to codes.
@@ -129,19 +130,34 @@ func (d *Dispatcher) current() *runState {
 
 // Period is the heartbeat period in force.
 func (d *Dispatcher) Period() time.Duration {
-	if d.cfg.Period > 0 {
-		return d.cfg.Period
-	}
+	p, _ := d.timing()
+	return p
+}
+
+// timing returns the heartbeat period and how many periods a node may
+// miss, from the config override or the cluster spec, else the defaults.
+func (d *Dispatcher) timing() (time.Duration, int) {
 	var p time.Duration
+	grace := GraceMultiplier
 	d.cfg.Store.View(func(tx store.ReadTx) {
-		if cs := tx.FindClusters(store.All()); len(cs) > 0 && cs[0].Spec != nil && cs[0].Spec.HeartbeatPeriod != nil {
-			p = time.Duration(*cs[0].Spec.HeartbeatPeriod)
+		cs := tx.FindClusters(store.All())
+		if len(cs) == 0 {
+			return
+		}
+		if hp := cs[0].GetSpec().HeartbeatPeriod; hp != nil {
+			p = time.Duration(*hp)
+		}
+		if g := cs[0].GetSpec().HeartbeatGracePeriods; g != nil && *g > 0 {
+			grace = int(*g)
 		}
 	})
+	if d.cfg.Period > 0 {
+		p = d.cfg.Period
+	}
 	if p <= 0 {
 		p = DefaultHeartbeatPeriod
 	}
-	return p
+	return p, grace
 }
 
 // ReportedRole returns the role a node said it runs as in its last
@@ -260,13 +276,13 @@ func (d *Dispatcher) detectDown(ctx context.Context) {
 	}
 	d.mu.Unlock()
 	for {
-		period := d.Period()
+		period, grace := d.timing()
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(period / 2):
 		}
-		d.markDown(ctx, start, period*GraceMultiplier)
+		d.markDown(ctx, start, period*time.Duration(grace))
 	}
 }
 

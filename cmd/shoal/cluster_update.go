@@ -1,0 +1,110 @@
+package main
+
+// `shoal cluster update`: cluster-wide settings.
+
+import (
+	"fmt"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// clusterUpdateOptions are the settings `cluster update` can change; only
+// flags given on the command line are applied.
+type clusterUpdateOptions struct {
+	heartbeatPeriod string
+	heartbeatGrace  uint32
+	historyLimit    int64
+}
+
+// apply changes spec for every flag that was given.
+func (o *clusterUpdateOptions) apply(cmd *cobra.Command, spec *api.ClusterSpec) error {
+	f := cmd.Flags()
+	changed := false
+	if f.Changed("heartbeat-period") {
+		v, err := parseDuration("heartbeat-period", o.heartbeatPeriod)
+		if err != nil {
+			return err
+		}
+		if v <= 0 {
+			return flagError("heartbeat-period", o.heartbeatPeriod, "must be more than zero (examples: 5s, 1s)")
+		}
+		spec.HeartbeatPeriod = &v
+		changed = true
+	}
+	if f.Changed("heartbeat-grace") {
+		if o.heartbeatGrace == 0 {
+			return fmt.Errorf("invalid argument 0 for --heartbeat-grace: a node must be allowed at least 1 missed period")
+		}
+		v := o.heartbeatGrace
+		spec.HeartbeatGracePeriods = &v
+		changed = true
+	}
+	if f.Changed("task-history-limit") {
+		if o.historyLimit < 0 {
+			return fmt.Errorf("invalid argument %d for --task-history-limit: must not be negative", o.historyLimit)
+		}
+		v := o.historyLimit
+		spec.TaskHistoryRetentionLimit = &v
+		changed = true
+	}
+	if !changed {
+		return fmt.Errorf("nothing to change: give at least one of --heartbeat-period, --heartbeat-grace, --task-history-limit")
+	}
+	return nil
+}
+
+// newClusterUpdateCmd returns `shoal cluster update`.
+func newClusterUpdateCmd(g *globalOptions) *cobra.Command {
+	var o clusterUpdateOptions
+	cmd := &cobra.Command{
+		Use:   "update [flags]",
+		Short: "Change cluster-wide settings (heartbeats, task history)",
+		Long: `Change cluster-wide settings. Agents report every --heartbeat-period
+(default 5s); a node that misses --heartbeat-grace periods in a row
+(default 3) is DOWN and its tasks are replaced elsewhere. The orchestrator
+keeps --task-history-limit dead tasks per slot (default 5).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// Check the flags before anything is sent.
+			if err := o.apply(cmd, &api.ClusterSpec{}); err != nil {
+				return err
+			}
+			ctx := commandContext(cmd)
+			c, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			err = retryOutOfSequence(ctx, func() error {
+				info, err := read(ctx, c, c.api.GetClusterInfo, &api.GetClusterInfoRequest{})
+				if err != nil {
+					return err
+				}
+				cl := info.GetCluster()
+				spec := proto.Clone(cl.GetSpec()).(*api.ClusterSpec)
+				if spec == nil {
+					spec = &api.ClusterSpec{}
+				}
+				if err := o.apply(cmd, spec); err != nil {
+					return err
+				}
+				_, err = write(ctx, c, c.api.UpdateCluster, &api.UpdateClusterRequest{
+					ClusterId: cl.GetId(), Version: cl.GetMeta().GetVersion(), Spec: spec})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "Cluster updated.")
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.heartbeatPeriod, "heartbeat-period", "5s", "how often agents report")
+	f.Uint32Var(&o.heartbeatGrace, "heartbeat-grace", 3, "missed heartbeat periods before a node is DOWN")
+	f.Int64Var(&o.historyLimit, "task-history-limit", 5, "dead tasks kept per slot")
+	return cmd
+}
