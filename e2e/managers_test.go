@@ -402,3 +402,70 @@ func TestPromoteAndDemoteDaemon(t *testing.T) {
 		return nil
 	})
 }
+
+// A drained manager runs no tasks: a service lands on the workers only,
+// and `service create` waits until it has converged.
+func TestDrainedManagerRunsNoTasks(t *testing.T) {
+	m1, w1, w2 := newDaemon(t, "m1"), newDaemon(t, "w1"), newDaemon(t, "w2")
+	m1.start("--init", "--availability", "drain")
+	wtok, err := m1.cli("cluster", "join-token", "worker", "-q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w1.start("--join", m1.addr, "--token", strings.TrimSpace(wtok))
+	w2.start("--join", m1.addr, "--token", strings.TrimSpace(wtok))
+	poll(t, 10*time.Second, "workers ready", func() error {
+		out, err := m1.cli("node", "ls")
+		if err != nil || strings.Count(out, "Ready") != 3 {
+			return fmt.Errorf("%v\n%s", err, out)
+		}
+		return nil
+	})
+	out, err := runShoal(60*time.Second, "--host", m1.addr, "service", "create", "--name", "web", "--replicas", "4", "--wait-timeout", "50s", "registry.test:5000/web:v1")
+	if err != nil || !strings.Contains(out, "converged") {
+		t.Fatalf("service create: %v\n%s", err, out)
+	}
+	ps, err := m1.cli("service", "ps", "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(ps, " m1 ") || strings.Count(ps, "Running") < 4 {
+		t.Fatalf("tasks on the drained manager, or not running:\n%s", ps)
+	}
+	// Scale and drain a worker: everything moves to the other worker.
+	if out, err := runShoal(60*time.Second, "--host", m1.addr, "service", "scale", "web=6"); err != nil {
+		t.Fatalf("scale: %v\n%s", err, out)
+	}
+	if out, err := m1.cli("node", "update", "--availability", "drain", "w1"); err != nil {
+		t.Fatalf("drain w1: %v\n%s", err, out)
+	}
+	poll(t, 20*time.Second, "all tasks on w2", func() error {
+		ctx, cancel := ctxT(3 * time.Second)
+		defer cancel()
+		resp, err := m1.control().ListTasks(ctx, &api.ListTasksRequest{})
+		if err != nil {
+			return err
+		}
+		nodes, err := m1.control().ListNodes(ctx, &api.ListNodesRequest{})
+		if err != nil {
+			return err
+		}
+		host := map[string]string{}
+		for _, n := range nodes.Nodes {
+			host[n.Id] = n.Description.Hostname
+		}
+		running := 0
+		for _, tk := range resp.Tasks {
+			if tk.Status.State == api.TaskState_TASK_STATE_RUNNING && tk.DesiredState == api.TaskState_TASK_STATE_RUNNING {
+				if host[tk.NodeId] != "w2" {
+					return fmt.Errorf("task %s runs on %s", tk.Id, host[tk.NodeId])
+				}
+				running++
+			}
+		}
+		if running != 6 {
+			return fmt.Errorf("%d running", running)
+		}
+		return nil
+	})
+}

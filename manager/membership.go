@@ -111,7 +111,7 @@ func (s *membershipServer) Join(ctx context.Context, req *api.JoinRequest) (*api
 		if cur == nil {
 			return tx.CreateNode(&api.Node{
 				Id:            req.NodeId,
-				Spec:          &api.NodeSpec{DesiredRole: role},
+				Spec:          &api.NodeSpec{DesiredRole: role, Availability: req.Availability},
 				Description:   req.Description,
 				Role:          role,
 				Status:        &api.NodeStatus{State: api.NodeState_NODE_STATE_READY, Addr: req.Addr},

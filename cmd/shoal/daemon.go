@@ -70,7 +70,7 @@ func newDaemonCmd() *cobra.Command {
 	f.StringVar(&cfg.Token, "token", "", "join token (with --join)")
 	f.BoolVar(&cfg.ForceNew, "force-new-cluster", false, "restart a surviving manager as a one-manager cluster, keeping its state")
 	f.StringVar(&cfg.Hostname, "hostname", "", "node name to report (default: the machine's hostname)")
-	f.StringVar(&availability, "availability", "active", "availability of this node when it creates the cluster: active, pause or drain")
+	f.StringVar(&availability, "availability", "active", "availability of this node when it creates or joins the cluster: active, pause or drain (a drained manager runs no tasks)")
 	f.DurationVar(&cfg.HeartbeatPeriod, "heartbeat-period", 0, "override the cluster's agent heartbeat period (default 5s)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	f.StringVar(&cfg.Runtime, "runtime", "simulated", "task runtime: simulated (tasks pretend to run; for tests and rehearsals)")

@@ -29,8 +29,11 @@ type JoinRequest struct {
 	// NodeID is set when a known node rejoins, e.g. after promotion.
 	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Addr is the node's advertised address (API and Raft for managers).
-	Addr          string           `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
-	Description   *NodeDescription `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Addr        string           `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
+	Description *NodeDescription `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// Availability is the new node's availability (a manager that should
+	// run no tasks joins drained).
+	Availability  NodeAvailability `protobuf:"varint,5,opt,name=availability,proto3,enum=shoal.api.NodeAvailability" json:"availability,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -91,6 +94,13 @@ func (x *JoinRequest) GetDescription() *NodeDescription {
 		return x.Description
 	}
 	return nil
+}
+
+func (x *JoinRequest) GetAvailability() NodeAvailability {
+	if x != nil {
+		return x.Availability
+	}
+	return NodeAvailability_NODE_AVAILABILITY_ACTIVE
 }
 
 type JoinResponse struct {
@@ -554,12 +564,13 @@ var File_proto_api_raft_proto protoreflect.FileDescriptor
 
 const file_proto_api_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x14proto/api/raft.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x15proto/api/store.proto\"\x8e\x01\n" +
+	"\x14proto/api/raft.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x15proto/api/store.proto\"\xcf\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
 	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12<\n" +
-	"\vdescription\x18\x04 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\"\x9c\x01\n" +
+	"\vdescription\x18\x04 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12?\n" +
+	"\favailability\x18\x05 \x01(\x0e2\x1b.shoal.api.NodeAvailabilityR\favailability\"\x9c\x01\n" +
 	"\fJoinResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
@@ -618,29 +629,31 @@ var file_proto_api_raft_proto_goTypes = []any{
 	(*RaftStatusRequest)(nil),  // 9: shoal.api.RaftStatusRequest
 	(*RaftStatusResponse)(nil), // 10: shoal.api.RaftStatusResponse
 	(*NodeDescription)(nil),    // 11: shoal.api.NodeDescription
-	(NodeRole)(0),              // 12: shoal.api.NodeRole
-	(*Command)(nil),            // 13: shoal.api.Command
+	(NodeAvailability)(0),      // 12: shoal.api.NodeAvailability
+	(NodeRole)(0),              // 13: shoal.api.NodeRole
+	(*Command)(nil),            // 14: shoal.api.Command
 }
 var file_proto_api_raft_proto_depIdxs = []int32{
 	11, // 0: shoal.api.JoinRequest.description:type_name -> shoal.api.NodeDescription
-	12, // 1: shoal.api.JoinResponse.role:type_name -> shoal.api.NodeRole
-	2,  // 2: shoal.api.JoinResponse.managers:type_name -> shoal.api.Peer
-	13, // 3: shoal.api.ProposeRequest.command:type_name -> shoal.api.Command
-	0,  // 4: shoal.api.Membership.Join:input_type -> shoal.api.JoinRequest
-	3,  // 5: shoal.api.Membership.Leave:input_type -> shoal.api.LeaveRequest
-	5,  // 6: shoal.api.Raft.Propose:input_type -> shoal.api.ProposeRequest
-	7,  // 7: shoal.api.Raft.ReadIndex:input_type -> shoal.api.ReadIndexRequest
-	9,  // 8: shoal.api.Raft.Status:input_type -> shoal.api.RaftStatusRequest
-	1,  // 9: shoal.api.Membership.Join:output_type -> shoal.api.JoinResponse
-	4,  // 10: shoal.api.Membership.Leave:output_type -> shoal.api.LeaveResponse
-	6,  // 11: shoal.api.Raft.Propose:output_type -> shoal.api.ProposeResponse
-	8,  // 12: shoal.api.Raft.ReadIndex:output_type -> shoal.api.ReadIndexResponse
-	10, // 13: shoal.api.Raft.Status:output_type -> shoal.api.RaftStatusResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	12, // 1: shoal.api.JoinRequest.availability:type_name -> shoal.api.NodeAvailability
+	13, // 2: shoal.api.JoinResponse.role:type_name -> shoal.api.NodeRole
+	2,  // 3: shoal.api.JoinResponse.managers:type_name -> shoal.api.Peer
+	14, // 4: shoal.api.ProposeRequest.command:type_name -> shoal.api.Command
+	0,  // 5: shoal.api.Membership.Join:input_type -> shoal.api.JoinRequest
+	3,  // 6: shoal.api.Membership.Leave:input_type -> shoal.api.LeaveRequest
+	5,  // 7: shoal.api.Raft.Propose:input_type -> shoal.api.ProposeRequest
+	7,  // 8: shoal.api.Raft.ReadIndex:input_type -> shoal.api.ReadIndexRequest
+	9,  // 9: shoal.api.Raft.Status:input_type -> shoal.api.RaftStatusRequest
+	1,  // 10: shoal.api.Membership.Join:output_type -> shoal.api.JoinResponse
+	4,  // 11: shoal.api.Membership.Leave:output_type -> shoal.api.LeaveResponse
+	6,  // 12: shoal.api.Raft.Propose:output_type -> shoal.api.ProposeResponse
+	8,  // 13: shoal.api.Raft.ReadIndex:output_type -> shoal.api.ReadIndexResponse
+	10, // 14: shoal.api.Raft.Status:output_type -> shoal.api.RaftStatusResponse
+	10, // [10:15] is the sub-list for method output_type
+	5,  // [5:10] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_raft_proto_init() }

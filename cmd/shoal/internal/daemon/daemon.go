@@ -366,7 +366,7 @@ func (d *Daemon) join(ctx context.Context) error {
 	defer conn.Close()
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req := &api.JoinRequest{Token: d.cfg.Token, NodeId: d.state.NodeID, Addr: d.cfg.AdvertiseAddr, Description: d.desc}
+	req := &api.JoinRequest{Token: d.cfg.Token, NodeId: d.state.NodeID, Addr: d.cfg.AdvertiseAddr, Description: d.desc, Availability: d.cfg.Availability}
 	var resp *api.JoinResponse
 	for {
 		// A cluster that is electing a leader or a manager that is still
