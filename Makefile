@@ -14,8 +14,10 @@ all: build
 build:
 	go build -o bin/shoal ./cmd/shoal
 
+# Every tool the build and the tests need (protoc and plugins; runc,
+# containerd, its shim and a registry for the runtime tests).
 tools:
-	deploy/tools.sh proto
+	deploy/tools.sh proto runtime
 
 # Regenerate the API's Go code with the pinned tools.
 proto: tools
