@@ -7,7 +7,7 @@ BIN := $(TOOLS_DIR)/bin
 GO_TEST_FLAGS ?=
 PROTO_FILES := $(wildcard proto/api/*.proto)
 
-.PHONY: all build test unit lint proto proto-check tools playground playground-down bench clean
+.PHONY: all build test unit e2e lint proto proto-check tools playground playground-down bench clean
 
 all: build
 
@@ -44,11 +44,17 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
+# Packages run one at a time (-p 1): several tests bound recovery times
+# (a new leader within 2 s), which must not depend on what else runs.
 unit:
-	go test $(GO_TEST_FLAGS) -count=1 -timeout 20m ./...
+	go test $(GO_TEST_FLAGS) -p 1 -count=1 -timeout 30m $$(go list ./... | grep -v '/e2e$$')
 
-# The whole suite: tools, generated code, lint, then every test.
-test: proto-check lint unit
+# The end-to-end tests: real shoal daemons on this machine.
+e2e: build
+	go test $(GO_TEST_FLAGS) -count=1 -timeout 30m ./e2e/
+
+# The whole suite: tools, generated code, lint, unit tests, then e2e.
+test: proto-check lint unit e2e
 
 bench:
 	go test -run '^$$' -bench . -benchtime 3s ./manager/...
