@@ -73,7 +73,10 @@ func newDaemonCmd() *cobra.Command {
 	f.StringVar(&availability, "availability", "active", "availability of this node when it creates or joins the cluster: active, pause or drain (a drained manager runs no tasks)")
 	f.DurationVar(&cfg.HeartbeatPeriod, "heartbeat-period", 0, "override the cluster's agent heartbeat period (default 5s)")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringVar(&cfg.Runtime, "runtime", "simulated", "task runtime: simulated (tasks pretend to run; for tests and rehearsals)")
+	f.StringVar(&cfg.Runtime, "runtime", "simulated", "task runtime: containerd, or simulated (tasks pretend to run; for tests and rehearsals)")
+	f.StringVar(&cfg.Containerd.Address, "containerd", "", "containerd socket (with --runtime containerd)")
+	f.StringVar(&cfg.Containerd.Namespace, "containerd-namespace", "shoal", "containerd namespace for this node's images and containers (give each node on one machine its own)")
+	f.StringSliceVar(&cfg.Containerd.InsecureRegistries, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	f.DurationVar(&cfg.Simulated.StartDelay, "sim-start-delay", 0, "simulated runtime: how long each task takes to start")
 	f.Float64Var(&cfg.Simulated.FailureRate, "sim-failure-rate", 0, "simulated runtime: probability (0-1) that a task fails at start")
 	return cmd

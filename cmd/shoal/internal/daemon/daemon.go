@@ -24,6 +24,7 @@ import (
 
 	"github.com/shoalhq/shoal/agent"
 	execrt "github.com/shoalhq/shoal/agent/runtime"
+	ctrd "github.com/shoalhq/shoal/agent/runtime/containerd"
 	"github.com/shoalhq/shoal/agent/runtime/simulated"
 	"github.com/shoalhq/shoal/manager"
 	"github.com/shoalhq/shoal/manager/ca"
@@ -49,12 +50,16 @@ type Config struct {
 	Availability  api.NodeAvailability
 	// HeartbeatPeriod overrides the cluster's period (tests).
 	HeartbeatPeriod time.Duration
-	// Runtime names the executor: "simulated" (no containers: tasks
-	// pretend to run; for tests and large-scale rehearsals).
+	// Runtime names the executor: "containerd", or "simulated" (no
+	// containers: tasks pretend to run; for tests and large-scale
+	// rehearsals).
 	Runtime string
 	// Simulated is the simulated executor's behaviour.
 	Simulated simulated.Config
-	Logger    *slog.Logger
+	// Containerd configures the containerd executor (Address is the
+	// socket; StateDir defaults to DATA/containerd).
+	Containerd ctrd.Config
+	Logger     *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
 }
@@ -127,8 +132,12 @@ func (c *Config) validate() error {
 	}
 	switch c.Runtime {
 	case "", "simulated":
+	case "containerd":
+		if c.Containerd.Address == "" {
+			return errors.New("--runtime containerd needs --containerd PATH-TO-SOCKET")
+		}
 	default:
-		return fmt.Errorf("--runtime %q is not available: use simulated (the containerd runtime is not built yet)", c.Runtime)
+		return fmt.Errorf("--runtime %q: use containerd or simulated", c.Runtime)
 	}
 	if r := c.Simulated.FailureRate; r < 0 || r > 1 {
 		return fmt.Errorf("--sim-failure-rate %v: must be between 0 and 1", r)
@@ -406,6 +415,10 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 	if m := d.currentManager(); m != nil {
 		managers = append([]string{d.cfg.AdvertiseAddr}, managers...)
 	}
+	exec, err := d.executor(ctx)
+	if err != nil {
+		return err
+	}
 	a := agent.New(agent.Config{
 		NodeID:      d.state.NodeID,
 		Addr:        d.cfg.AdvertiseAddr,
@@ -421,10 +434,10 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 			return api.NodeRole_NODE_ROLE_WORKER
 		},
 		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
-		Executor:   d.executor(),
+		Executor:   exec,
 		StateDir:   d.cfg.DataDir,
 	})
-	err := a.Run(ctx)
+	err = a.Run(ctx)
 	if d.leaving.Load() {
 		return nil
 	}
@@ -505,10 +518,22 @@ func (d *Daemon) stop() {
 }
 
 // executor builds the task runtime the daemon was asked for.
-func (d *Daemon) executor() execrt.Executor {
+func (d *Daemon) executor(ctx context.Context) (execrt.Executor, error) {
+	if d.cfg.Runtime == "containerd" {
+		cc := d.cfg.Containerd
+		if cc.StateDir == "" {
+			cc.StateDir = filepath.Join(d.cfg.DataDir, "containerd")
+		}
+		cc.Logger = d.log
+		e, err := ctrd.New(ctx, cc)
+		if err != nil {
+			return nil, fmt.Errorf("--runtime containerd: %w", err)
+		}
+		return e, nil
+	}
 	sc := d.cfg.Simulated
 	sc.Description = d.desc
-	return simulated.New(sc)
+	return simulated.New(sc), nil
 }
 
 // memoryBytes reads the machine's memory from /proc/meminfo (0 if unknown).
