@@ -9,6 +9,7 @@ import (
 
 	"github.com/shoalhq/shoal/agent/runtime/containerd/ctrdtest"
 	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/proto/api"
 )
 
 // A service of 3 replicas from an image pushed to a local registry runs
@@ -24,7 +25,8 @@ func TestServiceRunsRealContainers(t *testing.T) {
 		t.Fatalf("build image: %v", err)
 	}
 	ref := reg.Ref("echo", "v1")
-	if _, err := reg.Push(ctx, img, ref); err != nil {
+	pushed, err := reg.Push(ctx, img, ref)
+	if err != nil {
 		t.Fatalf("push: %v", err)
 	}
 	m := newDaemon(t, "m1")
@@ -61,6 +63,22 @@ func TestServiceRunsRealContainers(t *testing.T) {
 		}
 	}
 	poll(t, 10*time.Second, "three running containers", running(3))
+	// The manager resolved the tag once; every task runs that digest.
+	gctx, gcancel := ctxT(5 * time.Second)
+	defer gcancel()
+	svc, err := m.control().GetService(gctx, &api.GetServiceRequest{ServiceId: "web"})
+	if err != nil || svc.Service.ImageDigest != pushed || svc.Service.Spec.Task.Container.Image != ref {
+		t.Fatalf("service image %q digest %q (err %v); want %q and %q", svc.GetService().GetSpec().GetTask().GetContainer().GetImage(), svc.GetService().GetImageDigest(), err, ref, pushed)
+	}
+	tasks, err := m.control().ListTasks(gctx, &api.ListTasksRequest{ServiceIds: []string{svc.Service.Id}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tk := range tasks.Tasks {
+		if tk.ImageDigest != pushed {
+			t.Fatalf("task %s digest %q, want %q", tk.Id, tk.ImageDigest, pushed)
+		}
+	}
 	if out, err := m.cli("service", "rm", "web"); err != nil {
 		t.Fatalf("service rm: %v\n%s", err, out)
 	}

@@ -54,7 +54,12 @@ type Config struct {
 	SnapshotThreshold                                          uint64
 	// ForceNewCluster restarts from existing state as a one-manager cluster.
 	ForceNewCluster bool
-	Logger          *slog.Logger
+	// ResolveImages makes service writes resolve image tags to digests in
+	// their registries (so every replica runs the same image);
+	// InsecureRegistries are asked over plain HTTP.
+	ResolveImages      bool
+	InsecureRegistries []string
+	Logger             *slog.Logger
 }
 
 // Manager is one running manager.
@@ -109,6 +114,9 @@ func New(cfg Config) (*Manager, error) {
 	}
 	m.store.SetProposer(m.raft)
 	m.control = controlapi.NewServer(m.store, m.raft)
+	if cfg.ResolveImages {
+		m.control.SetImageResolver(registryResolver{insecure: cfg.InsecureRegistries})
+	}
 	m.dispatcher = dispatcher.New(dispatcher.Config{
 		Store:   m.store,
 		Members: m.raft.Members,

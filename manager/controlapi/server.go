@@ -45,13 +45,14 @@ type RaftInfo interface {
 }
 
 // Server implements api.ControlServer over a MemoryStore. It is safe for
-// concurrent use; it keeps no state of its own besides its two
+// concurrent use; it keeps no state of its own besides its
 // dependencies.
 type Server struct {
 	api.UnimplementedControlServer
 
-	store *store.MemoryStore
-	raft  RaftInfo
+	store  *store.MemoryStore
+	raft   RaftInfo
+	images ImageResolver // nil: services are written without a digest
 }
 
 var _ api.ControlServer = (*Server)(nil)

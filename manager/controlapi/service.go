@@ -20,6 +20,12 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 	}
 	name := spec.GetAnnotations().GetName()
 	id := store.NewID()
+	var taken []*api.Service
+	s.store.View(func(tx store.ReadTx) { taken = tx.FindServices(store.ByName(name)) })
+	if len(taken) > 0 { // fail before asking the registry
+		return nil, nameTaken(name, taken[0].GetId())
+	}
+	digest := s.imageDigest(ctx, spec.GetTask().GetContainer().GetImage())
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		if taken := tx.FindServices(store.ByName(name)); len(taken) > 0 {
 			return nameTaken(name, taken[0].GetId())
@@ -29,6 +35,7 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 			Meta:        &api.Meta{},
 			Spec:        clone(spec),
 			SpecVersion: 1,
+			ImageDigest: digest,
 		})
 	})
 	if err != nil {
@@ -157,6 +164,7 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 		}
 	}
 	ref := req.GetServiceId()
+	image, digest, resolved := s.updatedImageDigest(ctx, ref, req.GetRollback(), req.GetSpec())
 	var id string
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		cur, err := serviceFinder(tx).resolve(ref)
@@ -181,6 +189,11 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 			svc.Spec = clone(req.GetSpec())
 		}
 		svc.SpecVersion++
+		if resolved && svc.GetSpec().GetTask().GetContainer().GetImage() == image {
+			svc.ImageDigest = digest
+		} else {
+			svc.ImageDigest = "" // the service changed meanwhile: its version check fails anyway
+		}
 		return tx.UpdateService(svc)
 	})
 	if err != nil {

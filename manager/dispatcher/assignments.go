@@ -217,6 +217,7 @@ func sameForAgent(a, b *api.Task) bool {
 		a.GetNodeId() == b.GetNodeId() &&
 		a.GetDesiredState() == b.GetDesiredState() &&
 		a.GetSpecVersion() == b.GetSpecVersion() &&
+		a.GetImageDigest() == b.GetImageDigest() &&
 		proto.Equal(a.GetSpec(), b.GetSpec()) &&
 		proto.Equal(a.GetAnnotations(), b.GetAnnotations()) &&
 		proto.Equal(a.GetEndpoint(), b.GetEndpoint()) &&
@@ -228,4 +229,5 @@ func sameForAgent(a, b *api.Task) bool {
 var sameForAgentFields = []string{
 	"id", "meta", "spec", "service_id", "slot", "node_id", "annotations",
 	"status", "desired_state", "networks", "endpoint", "spec_version",
+	"image_digest",
 }

@@ -46,6 +46,7 @@ func newTask(svc *api.Service, slot uint64, nodeID string, desired api.TaskState
 		NodeId:       nodeID,
 		Spec:         spec,
 		SpecVersion:  svc.GetSpecVersion(),
+		ImageDigest:  svc.GetImageDigest(),
 		Annotations:  &api.Annotations{Name: name},
 		Status:       &api.TaskStatus{State: statePending, Message: "pending", Timestamp: now.UnixNano()},
 		DesiredState: desired,

@@ -288,5 +288,6 @@ func setStatus(dst, t *api.Task, nodeID string, st *api.TaskStatus) {
 		Networks:     t.GetNetworks(),
 		Endpoint:     t.GetEndpoint(),
 		SpecVersion:  t.GetSpecVersion(),
+		ImageDigest:  t.GetImageDigest(),
 	}
 }

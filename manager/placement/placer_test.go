@@ -368,6 +368,7 @@ func TestWithStatusCopiesEveryField(t *testing.T) {
 		Networks:     []*api.NetworkAttachment{{NetworkId: "net"}},
 		Endpoint:     &api.Endpoint{VirtualIps: []*api.VirtualIP{{Addr: "10.0.0.2"}}},
 		SpecVersion:  5,
+		ImageDigest:  "sha256:abc",
 	}
 	fields := full.ProtoReflect().Descriptor().Fields()
 	set := 0

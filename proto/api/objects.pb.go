@@ -689,7 +689,11 @@ type Task struct {
 	Networks     []*NetworkAttachment `protobuf:"bytes,10,rep,name=networks,proto3" json:"networks,omitempty"`
 	Endpoint     *Endpoint            `protobuf:"bytes,11,opt,name=endpoint,proto3" json:"endpoint,omitempty"`
 	// SpecVersion is the service's spec version the task was made from.
-	SpecVersion   uint64 `protobuf:"varint,12,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	SpecVersion uint64 `protobuf:"varint,12,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
+	// ImageDigest is the digest the service's image resolved to when the
+	// task was made (empty when the manager could not reach the registry):
+	// the agent runs IMAGE@DIGEST so every replica runs the same image.
+	ImageDigest   string `protobuf:"bytes,13,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -806,6 +810,13 @@ func (x *Task) GetSpecVersion() uint64 {
 		return x.SpecVersion
 	}
 	return 0
+}
+
+func (x *Task) GetImageDigest() string {
+	if x != nil {
+		return x.ImageDigest
+	}
+	return ""
 }
 
 // TaskStatus is the observed state of a task.
@@ -1418,7 +1429,7 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\xe2\x03\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x85\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12'\n" +
@@ -1433,7 +1444,8 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\bnetworks\x18\n" +
 	" \x03(\v2\x1c.shoal.api.NetworkAttachmentR\bnetworks\x12/\n" +
 	"\bendpoint\x18\v \x01(\v2\x13.shoal.api.EndpointR\bendpoint\x12!\n" +
-	"\fspec_version\x18\f \x01(\x04R\vspecVersion\"\x81\x02\n" +
+	"\fspec_version\x18\f \x01(\x04R\vspecVersion\x12!\n" +
+	"\fimage_digest\x18\r \x01(\tR\vimageDigest\"\x81\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x1c\n" +
 	"\ttimestamp\x18\x01 \x01(\x03R\ttimestamp\x12*\n" +

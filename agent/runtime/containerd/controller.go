@@ -56,7 +56,7 @@ func (c *Controller) Prepare(ctx context.Context) (err error) {
 	if err := checkMounts(cs.GetMounts()); err != nil {
 		return err
 	}
-	img, err := c.e.ensureImage(ctx, cs.GetImage())
+	img, err := c.e.ensureImage(ctx, pinDigest(cs.GetImage(), c.task.GetImageDigest()))
 	if err != nil {
 		return err
 	}

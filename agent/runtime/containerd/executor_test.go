@@ -34,3 +34,17 @@ func TestDescribe(t *testing.T) {
 		t.Fatalf("Describe = %v", d)
 	}
 }
+
+func TestPinDigest(t *testing.T) {
+	const d = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	for _, tc := range []struct{ ref, dgst, want string }{
+		{"registry.test:5000/web:v1", d, "registry.test:5000/web@" + d},
+		{"busybox", d, "docker.io/library/busybox@" + d},
+		{"registry.test:5000/web:v1", "", "registry.test:5000/web:v1"},
+		{"registry.test:5000/web:v1", "not-a-digest", "registry.test:5000/web:v1"},
+	} {
+		if got := pinDigest(tc.ref, tc.dgst); got != tc.want {
+			t.Errorf("pinDigest(%q, %q) = %q, want %q", tc.ref, tc.dgst, got, tc.want)
+		}
+	}
+}

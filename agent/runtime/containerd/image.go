@@ -9,6 +9,7 @@ import (
 	"github.com/containerd/containerd/v2/core/remotes/docker"
 	"github.com/containerd/errdefs"
 	"github.com/distribution/reference"
+	"github.com/opencontainers/go-digest"
 
 	"github.com/shoalhq/shoal/agent/runtime"
 )
@@ -23,6 +24,29 @@ func normalizeRef(ref string) (string, error) {
 		return "", fmt.Errorf("%w: invalid image reference %q: %v", runtime.ErrTaskRejected, ref, err)
 	}
 	return named.String(), nil
+}
+
+// pinDigest returns ref pinned to digest (NAME@DIGEST, the tag dropped),
+// so every replica runs the image the manager resolved. An empty digest,
+// or a reference that does not parse (ensureImage rejects it), leaves ref
+// as it is.
+func pinDigest(ref, dgst string) string {
+	if dgst == "" {
+		return ref
+	}
+	named, err := reference.ParseDockerRef(ref)
+	if err != nil {
+		return ref
+	}
+	d, err := digest.Parse(dgst)
+	if err != nil {
+		return ref
+	}
+	pinned, err := reference.WithDigest(reference.TrimNamed(named), d)
+	if err != nil {
+		return ref
+	}
+	return pinned.String()
 }
 
 // ensureImage returns the image ref, unpacked into the overlayfs

@@ -310,7 +310,11 @@ func (d *Daemon) managerConfig(force bool) manager.Config {
 		Availability:    d.cfg.Availability,
 		HeartbeatPeriod: d.cfg.HeartbeatPeriod,
 		ForceNewCluster: force,
-		Logger:          d.log,
+		// Simulated tasks name images nobody pulls: resolve only for
+		// real containers.
+		ResolveImages:      d.cfg.Runtime == "containerd",
+		InsecureRegistries: d.cfg.Containerd.InsecureRegistries,
+		Logger:             d.log,
 	}
 }
 

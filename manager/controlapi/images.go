@@ -1,0 +1,64 @@
+package controlapi
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// ImageResolver resolves an image reference (NAME[:TAG]) to the digest of
+// its manifest in its registry. It is the seam to the network: the
+// manager's implementation asks the registry, tests use their own.
+type ImageResolver interface {
+	Resolve(ctx context.Context, ref string) (digest string, err error)
+}
+
+// resolveTimeout bounds how long a service write waits for the registry.
+const resolveTimeout = 3 * time.Second
+
+// SetImageResolver makes service creates and updates resolve the image's
+// tag to a digest once, recorded in Service.image_digest, so that every
+// replica runs the same image. Without a resolver, or when the registry
+// cannot be reached in time, the service is written without a digest and
+// each node resolves the tag itself.
+func (s *Server) SetImageResolver(r ImageResolver) { s.images = r }
+
+// imageDigest returns the digest to record for image: the one in the
+// reference itself (NAME@DIGEST), else the resolver's answer, else "".
+func (s *Server) imageDigest(ctx context.Context, image string) string {
+	if i := strings.LastIndex(image, "@"); i >= 0 {
+		return image[i+1:]
+	}
+	if s.images == nil || image == "" {
+		return ""
+	}
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	d, err := s.images.Resolve(ctx, image)
+	if err != nil {
+		return ""
+	}
+	return d
+}
+
+// updatedImageDigest is the digest for a service whose spec becomes next:
+// the current one when the image is unchanged (a tag is resolved once,
+// not at every scale), else a fresh resolution.
+func (s *Server) updatedImageDigest(ctx context.Context, ref string, rollback bool, next *api.ServiceSpec) (image, digest string, ok bool) {
+	var cur *api.Service
+	s.store.View(func(tx store.ReadTx) { cur, _ = serviceFinder(tx).resolve(ref) })
+	if cur == nil {
+		return "", "", false
+	}
+	if rollback {
+		next = cur.GetPreviousSpec()
+	}
+	image = next.GetTask().GetContainer().GetImage()
+	if image == cur.GetSpec().GetTask().GetContainer().GetImage() {
+		return image, cur.GetImageDigest(), true
+	}
+	return image, s.imageDigest(ctx, image), true
+}
