@@ -14,11 +14,13 @@ import (
 // carries.
 const maxReportUpdates = 1000
 
-// reporter sends the tasks' status changes to the managers: changes
-// gather for the report interval and go in one call, only the latest
-// status of each task; a failed call is retried, after a pause that
-// grows while nothing works, with whatever is latest by then. Reports
-// are idempotent, so sending one twice does no harm.
+// reporter sends the tasks' status changes to the managers. A change
+// after a quiet spell goes at once (a task start is not held back);
+// after each send the reporter waits the report interval, so changes
+// that come meanwhile gather and go in one call, only the latest status
+// of each task. A failed call is retried, after a pause that grows while
+// nothing works, with whatever is latest by then. Reports are
+// idempotent, so sending one twice does no harm.
 type reporter struct {
 	a        *Agent
 	interval time.Duration
@@ -52,9 +54,6 @@ func (r *reporter) run(ctx context.Context) {
 			return
 		case <-r.wake:
 		}
-		if !sleep(ctx, r.interval) {
-			return
-		}
 		for {
 			batch := r.take()
 			if len(batch) == 0 {
@@ -73,6 +72,10 @@ func (r *reporter) run(ctx context.Context) {
 				continue
 			}
 			retry = minRetry
+		}
+		// Rate-limit: what arrives now waits for the next round.
+		if !sleep(ctx, r.interval) {
+			return
 		}
 	}
 }

@@ -46,6 +46,9 @@ func newDaemon(t *testing.T, name string) *daemon {
 	d.logPath = filepath.Join(d.dir, "daemon.log")
 	t.Cleanup(func() {
 		d.kill()
+		// A killed daemon leaves its tasks' network namespaces mounted
+		// under its data dir: unmount them so the dir can be removed.
+		unmountUnder(d.dir)
 		if d.conn != nil {
 			d.conn.Close()
 		}
@@ -179,4 +182,19 @@ func runShoal(timeout time.Duration, args ...string) (string, error) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()
 	return out.String(), err
+}
+
+// unmountUnder detaches every mount below dir (lazily), as a killed
+// daemon leaves its tasks' network namespace bind mounts behind.
+func unmountUnder(dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && strings.HasPrefix(f[4], dir+"/") {
+			_ = syscall.Unmount(f[4], syscall.MNT_DETACH)
+		}
+	}
 }

@@ -34,10 +34,11 @@ import (
 var programSources embed.FS
 
 // programNames is the list of programs in programs/, in default order.
-var programNames = []string{"echo", "client", "exit", "sleeper"}
+var programNames = []string{"echo", "client", "exit", "sleeper", "hog"}
 
 // ProgramNames returns the names of the test programs Build can put in an
-// image: "echo", "client", "exit" and "sleeper" (see the package doc).
+// image: "echo", "client", "exit", "sleeper" and "hog" (see the package
+// doc).
 func ProgramNames() []string { return slices.Clone(programNames) }
 
 // AnnotationImageName is the index.json annotation containerd's importer

@@ -32,6 +32,9 @@
 //     exits with code $CODE (default 0). SIGTERM ends it early with code
 //     143.
 //   - sleeper: runs until SIGTERM or SIGINT, then exits 0.
+//   - hog: allocates $MB megabytes (default 64) and writes to every page,
+//     prints "hog: holding N MB", then runs until SIGTERM or SIGINT
+//     (exit 0). Under a smaller memory limit it is OOM-killed.
 //
 // # Images
 //

@@ -50,9 +50,11 @@ func (d *Dispatcher) Stats() Stats {
 }
 
 // UpdateTaskStatus writes a node's task status reports and returns once
-// they are committed, or failed. Reports of every node are gathered for
-// up to StatusBatchInterval (or until StatusBatchSize wait) and written
-// together, StatusBatchSize tasks per store transaction, each
+// they are committed, or failed. Reports of every node that arrive while
+// a batch is being written, or in the StatusBatchInterval after it, are
+// gathered (up to StatusBatchSize) and written together; a report after
+// a quiet spell is written at once. StatusBatchSize tasks go per store
+// transaction, each
 // transaction re-reading the tasks and retried on fresh state when
 // another write got in first.
 //
@@ -99,17 +101,18 @@ func (d *Dispatcher) UpdateTaskStatus(ctx context.Context, req *api.UpdateTaskSt
 }
 
 // runStatusWriter gathers status requests and hands them to one writer at
-// a time: a batch goes when StatusBatchInterval has passed since its
-// first request, or StatusBatchSize updates wait, and the previous batch
-// is written. When rs.ctx ends it waits for the writer and fails what
-// waits with ErrNotRunning.
+// a time. A request after a quiet spell is written at once (a task start
+// is not held back); after each write the writer rests for
+// StatusBatchInterval, so requests that come meanwhile gather into one
+// batch, which goes when the rest is over or StatusBatchSize updates
+// wait. When rs.ctx ends it waits for the writer and fails what waits
+// with ErrNotRunning.
 func (d *Dispatcher) runStatusWriter(rs *runState) {
 	var (
 		pending []*statusRequest
 		n       int
-		due     bool
 		writing bool
-		timerC  <-chan time.Time
+		resting bool
 	)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -120,14 +123,11 @@ func (d *Dispatcher) runStatusWriter(rs *runState) {
 		case r := <-rs.statusCh:
 			pending = append(pending, r)
 			n += len(r.updates)
-			if timerC == nil && !due {
-				timer.Reset(d.cfg.StatusBatchInterval)
-				timerC = timer.C
-			}
-		case <-timerC:
-			timerC, due = nil, true
+		case <-timer.C:
+			resting = false
 		case <-written:
-			writing = false
+			writing, resting = false, true
+			timer.Reset(d.cfg.StatusBatchInterval)
 		case <-rs.ctx.Done():
 			if writing {
 				<-written
@@ -137,13 +137,11 @@ func (d *Dispatcher) runStatusWriter(rs *runState) {
 			}
 			return
 		}
-		if writing || len(pending) == 0 || (!due && n < d.cfg.StatusBatchSize) {
+		if writing || len(pending) == 0 || (resting && n < d.cfg.StatusBatchSize) {
 			continue
 		}
 		batch := pending
-		pending, n, due, writing = nil, 0, false, true
-		timer.Stop()
-		timerC = nil
+		pending, n, writing = nil, 0, true
 		go func() {
 			d.writeStatuses(rs.ctx, batch)
 			written <- struct{}{}
