@@ -18,7 +18,14 @@ import (
 //
 // With a desired state of RUNNING the steps are: anything before ACCEPTED
 // → ACCEPTED → PREPARING → (Prepare) READY → STARTING → (Start) RUNNING →
-// (Wait) COMPLETE for exit code 0, FAILED otherwise. A desired state
+// (Wait) COMPLETE for exit code 0, FAILED otherwise. When the controller
+// is a HealthChecker and the task has a health check, the STARTING step
+// is Start then Health: it gives STARTING again with health "starting"
+// (recorded once), then RUNNING with health "healthy" once the check
+// passes; a task found unhealthy, at STARTING (by Health) or RUNNING (by
+// Wait), is stopped (Shutdown, or Terminate) and FAILED with health
+// "unhealthy" and the controller's reason in Status.Err; a task that
+// exits before it is healthy ends as its exit code says. A desired state
 // below RUNNING (READY: a restart delay) holds the task at READY. A
 // desired state above RUNNING (SHUTDOWN, REMOVE) stops the task:
 // (Shutdown, or Terminate if Shutdown fails) SHUTDOWN; a task that was
@@ -60,7 +67,29 @@ func Advance(ctx context.Context, t *api.Task, cur *api.TaskStatus, c Controller
 		if err := c.Start(ctx); err != nil {
 			return failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "start", err)
 		}
+		health := HealthNone
+		if hc, ok := c.(HealthChecker); ok {
+			h, err := hc.Health(ctx, cur.GetHealth())
+			switch {
+			case errors.Is(err, ErrUnhealthy):
+				return unhealthy(ctx, cur, c, err)
+			case errors.Is(err, ErrTaskExited):
+				code, werr := c.Wait(ctx)
+				if werr != nil {
+					return failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "wait", werr)
+				}
+				return exited(cur, code), nil
+			case err != nil:
+				return failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "health check", err)
+			case h == HealthStarting:
+				st := next(cur, api.TaskState_TASK_STATE_STARTING, "started; waiting for the health check to pass")
+				st.Health = HealthStarting
+				return st, nil
+			}
+			health = h
+		}
 		st := next(cur, api.TaskState_TASK_STATE_RUNNING, "started")
+		st.Health = health
 		if cs, ok := c.(ContainerStatuser); ok {
 			if container, err := cs.ContainerStatus(ctx); err == nil && container != nil {
 				st.Container = container
@@ -69,6 +98,9 @@ func Advance(ctx context.Context, t *api.Task, cur *api.TaskStatus, c Controller
 		return st, nil
 	case api.TaskState_TASK_STATE_RUNNING:
 		code, err := c.Wait(ctx)
+		if errors.Is(err, ErrUnhealthy) {
+			return unhealthy(ctx, cur, c, err)
+		}
 		if err != nil {
 			return failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "wait", err)
 		}
@@ -95,6 +127,28 @@ func stop(ctx context.Context, cur *api.TaskStatus, c Controller) (*api.TaskStat
 		}
 	}
 	return next(cur, api.TaskState_TASK_STATE_SHUTDOWN, "shutdown"), nil
+}
+
+// unhealthy stops a task whose health check failed (Shutdown, or
+// Terminate if Shutdown fails) and fails it with cause's text and health
+// "unhealthy". A stop that fails leaves the task in cur and returns an
+// error, to try the step again.
+func unhealthy(ctx context.Context, cur *api.TaskStatus, c Controller, cause error) (*api.TaskStatus, error) {
+	if err := c.Shutdown(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if terr := c.Terminate(ctx); terr != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, fmt.Errorf("stop unhealthy task: shutdown: %w; terminate: %w", err, terr)
+		}
+	}
+	st := next(cur, api.TaskState_TASK_STATE_FAILED, "stopped: health check failed")
+	st.Err = cause.Error()
+	st.Health = HealthUnhealthy
+	return st, nil
 }
 
 // failed turns a controller error into the task's end (state), or into

@@ -97,8 +97,8 @@ func TestAdvanceOneStep(t *testing.T) {
 		{name: "exit 0 completes", state: sRunning, desired: sRunning, want: sComplete, wantCalls: []string{"wait"}},
 		{name: "exit 3 fails", state: sRunning, desired: sRunning, ctlr: script{exitCode: 3},
 			want: sFailed, wantCalls: []string{"wait"}, errText: "exit code 3"},
-		{name: "unhealthy fails", state: sRunning, desired: sRunning, ctlr: script{wait: ErrUnhealthy},
-			want: sFailed, wantCalls: []string{"wait"}, errText: "health"},
+		{name: "unhealthy is stopped and fails", state: sRunning, desired: sRunning, ctlr: script{wait: ErrUnhealthy},
+			want: sFailed, wantCalls: []string{"wait", "shutdown"}, errText: "container unhealthy"},
 		{name: "gone container fails", state: sRunning, desired: sRunning, ctlr: script{wait: ErrContainerGone},
 			want: sFailed, wantCalls: []string{"wait"}, errText: "no longer exists"},
 		{name: "running shut down", state: sRunning, desired: sShutdown, want: sShutdown, wantCalls: []string{"shutdown"}},
@@ -200,5 +200,133 @@ func TestAdvanceInterrupted(t *testing.T) {
 	got, err := Advance(ctx, &api.Task{DesiredState: sRunning}, &api.TaskStatus{State: sRunning}, c)
 	if got != nil || !errors.Is(err, context.Canceled) {
 		t.Fatalf("Advance with an ended context = %v, %v; want no status and context.Canceled", got, err)
+	}
+}
+
+// healthScript is a script whose health checker answers from a list,
+// one answer per call.
+type healthScript struct {
+	script
+	health []healthAnswer
+}
+
+type healthAnswer struct {
+	h   string
+	err error
+}
+
+func (s *healthScript) Health(_ context.Context, last string) (string, error) {
+	s.calls = append(s.calls, "health("+last+")")
+	a := s.health[0]
+	s.health = s.health[1:]
+	return a.h, a.err
+}
+
+// TestAdvanceHealthGating drives tasks with scripted health answers: a
+// task is held at STARTING ("starting") until healthy, RUNNING only once
+// healthy, stopped and FAILED when unhealthy (starting or running), and
+// unaffected when it has no check.
+func TestAdvanceHealthGating(t *testing.T) {
+	unhealthy := fmt.Errorf("%w: health check exited with code 1: 503", ErrUnhealthy)
+	temp := fmt.Errorf("%w: runtime unreachable", ErrTemporary)
+	type step struct {
+		want       api.TaskState // 0: an error, wantErr
+		wantHealth string
+		wantErr    error
+		errText    string
+	}
+	tests := []struct {
+		name      string
+		ctlr      healthScript
+		steps     []step
+		wantCalls []string
+	}{
+		{
+			name: "healthy then unhealthy while running",
+			ctlr: healthScript{
+				script: script{wait: unhealthy},
+				health: []healthAnswer{{HealthStarting, nil}, {HealthHealthy, nil}},
+			},
+			steps: []step{
+				{want: sStarting, wantHealth: HealthStarting},
+				{want: sRunning, wantHealth: HealthHealthy},
+				{want: sFailed, wantHealth: HealthUnhealthy, errText: "container unhealthy: health check exited with code 1: 503"},
+			},
+			wantCalls: []string{"start", "health()", "start", "health(starting)", "wait", "shutdown"},
+		},
+		{
+			name:      "no health check runs at once",
+			ctlr:      healthScript{health: []healthAnswer{{HealthNone, nil}}},
+			steps:     []step{{want: sRunning, wantHealth: HealthNone}, {want: sComplete, wantHealth: HealthNone}},
+			wantCalls: []string{"start", "health()", "wait"},
+		},
+		{
+			name: "unhealthy while starting",
+			ctlr: healthScript{health: []healthAnswer{{HealthStarting, nil}, {HealthUnhealthy, unhealthy}}},
+			steps: []step{
+				{want: sStarting, wantHealth: HealthStarting},
+				{want: sFailed, wantHealth: HealthUnhealthy, errText: "container unhealthy"},
+			},
+			wantCalls: []string{"start", "health()", "start", "health(starting)", "shutdown"},
+		},
+		{
+			name: "unhealthy stop fails then is retried",
+			ctlr: healthScript{
+				script: script{shutdown: errors.New("boom"), terminate: errors.New("boom")},
+				health: []healthAnswer{{HealthUnhealthy, unhealthy}},
+			},
+			steps:     []step{{wantErr: unhealthy, errText: "boom"}},
+			wantCalls: []string{"start", "health()", "shutdown", "terminate"},
+		},
+		{
+			name: "exits before healthy",
+			ctlr: healthScript{
+				script: script{exitCode: 2},
+				health: []healthAnswer{{HealthStarting, nil}, {HealthStarting, fmt.Errorf("%w: t1", ErrTaskExited)}},
+			},
+			steps: []step{
+				{want: sStarting, wantHealth: HealthStarting},
+				{want: sFailed, wantHealth: HealthStarting, errText: "exit code 2"},
+			},
+			wantCalls: []string{"start", "health()", "start", "health(starting)", "wait"},
+		},
+		{
+			name:      "health check unreachable is retried",
+			ctlr:      healthScript{health: []healthAnswer{{"", temp}}},
+			steps:     []step{{wantErr: ErrTemporary}},
+			wantCalls: []string{"start", "health()"},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.ctlr
+			task := &api.Task{Id: "t1", DesiredState: sRunning}
+			st := &api.TaskStatus{State: sStarting}
+			for i, s := range tc.steps {
+				next, err := Advance(context.Background(), task, st, &c)
+				if s.wantErr != nil {
+					if next != nil || err == nil || !strings.Contains(err.Error(), s.errText) {
+						t.Fatalf("step %d: Advance = %v, %v; want no status and an error with %q", i, next, err, s.errText)
+					}
+					if !errors.Is(err, ErrTemporary) && errors.Is(s.wantErr, ErrTemporary) {
+						t.Fatalf("step %d: error %v does not wrap ErrTemporary", i, err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("step %d: Advance: %v", i, err)
+				}
+				if next.State != s.want || next.Health != s.wantHealth {
+					t.Fatalf("step %d: state %v health %q, want %v %q", i, next.State, next.Health, s.want, s.wantHealth)
+				}
+				if !strings.Contains(next.Err, s.errText) || (s.errText == "" && next.Err != "") {
+					t.Fatalf("step %d: Err %q, want %q", i, next.Err, s.errText)
+				}
+				st = next
+			}
+			if !slices.Equal(c.calls, tc.wantCalls) {
+				t.Errorf("controller calls %v, want %v", c.calls, tc.wantCalls)
+			}
+		})
 	}
 }

@@ -29,6 +29,15 @@
 // it had persisted and, when the controller implements Reattacher, first
 // tells it the last status it observed, so the controller can find the
 // task's container again instead of making a new one.
+//
+// Health checks: a controller whose tasks may have a health check
+// implements HealthChecker. Advance then holds a started task at STARTING
+// (TaskStatus.health "starting") until the check first passes, moves it
+// to RUNNING ("healthy") only then, and stops a task that turns unhealthy
+// (while starting or running) and fails it (FAILED, health "unhealthy",
+// err "container unhealthy: REASON"). Tasks without a check, and
+// controllers that do not implement HealthChecker, go to RUNNING as soon
+// as Start returns.
 package runtime
 
 import (
@@ -54,9 +63,15 @@ var (
 	// removed behind the agent's back, or did not survive a restart): a
 	// task that was running is FAILED.
 	ErrContainerGone = errors.New("the task's container no longer exists")
-	// ErrUnhealthy means the task's health check failed while it ran: the
-	// task is FAILED.
-	ErrUnhealthy = errors.New("the task's health check failed")
+	// ErrUnhealthy means the task's health check failed `retries` times
+	// in a row: the task is stopped and FAILED. Controllers wrap it as
+	// fmt.Errorf("%w: %s", ErrUnhealthy, reason), which reads
+	// "container unhealthy: REASON", the task's status.err.
+	ErrUnhealthy = errors.New("container unhealthy")
+	// ErrTaskExited is wrapped by HealthChecker.Health when the task's
+	// process exited before its health changed: Advance then gets the
+	// exit code from Wait.
+	ErrTaskExited = errors.New("the task's process exited")
 	// ErrNoop is returned by Advance when the task needs no step until
 	// its desired state changes: it is finished, or prepared and held at
 	// READY.
@@ -84,14 +99,15 @@ type Controller interface {
 	// Prepare makes everything the task needs short of starting it: the
 	// image pulled, the container created, its sandbox made.
 	Prepare(ctx context.Context) error
-	// Start starts the prepared task and returns once it runs; when the
-	// task's spec has a health check, once the check first passes (a task
-	// that turns unhealthy first fails with ErrUnhealthy).
+	// Start starts the prepared task and returns once its process runs
+	// (its health check, if any, then begins; see HealthChecker).
 	Start(ctx context.Context) error
 	// Wait blocks until the task's process exits and returns its exit
 	// code with a nil error. It fails with ctx.Err() when ctx ends first
-	// (the task keeps running), with ErrUnhealthy when its health check
-	// fails, and with ErrContainerGone when there is nothing to wait for.
+	// (the task keeps running), with an error wrapping ErrUnhealthy as
+	// soon as its health check finds it unhealthy (the task keeps running:
+	// the caller stops it), and with ErrContainerGone when there is
+	// nothing to wait for.
 	Wait(ctx context.Context) (exitCode int, err error)
 	// Shutdown stops the task gracefully: the spec's stop signal, then
 	// its stop grace period, then a kill. It returns once the process has
@@ -124,4 +140,34 @@ type Reattacher interface {
 // status once the task runs.
 type ContainerStatuser interface {
 	ContainerStatus(ctx context.Context) (*api.ContainerStatus, error)
+}
+
+// Health states of TaskStatus.health.
+const (
+	// HealthNone: the task has no health check.
+	HealthNone = ""
+	// HealthStarting: the check has not passed yet.
+	HealthStarting = "starting"
+	// HealthHealthy: the last check passed, or fewer than `retries`
+	// checks have failed in a row since.
+	HealthHealthy = "healthy"
+	// HealthUnhealthy: `retries` checks in a row failed after the start
+	// period (or after the first success). Final for the task.
+	HealthUnhealthy = "unhealthy"
+)
+
+// HealthChecker is implemented by controllers that run health checks.
+// Advance calls Health after every successful Start of a task at
+// STARTING, so the task reaches RUNNING only once healthy.
+type HealthChecker interface {
+	// Health returns the started task's health once it differs from
+	// last (the health the caller last recorded), blocking until then or
+	// until ctx ends (ctx.Err()). It returns HealthNone at once, whatever
+	// last is, when the task has no health check. A task that turned
+	// unhealthy gives HealthUnhealthy with an error wrapping ErrUnhealthy
+	// whose text is the reason; a task whose process exited first fails
+	// with an error wrapping ErrTaskExited. Failures of the runtime wrap
+	// ErrTemporary as elsewhere. After an agent restart the health is
+	// learnt again from new probes.
+	Health(ctx context.Context, last string) (string, error)
 }

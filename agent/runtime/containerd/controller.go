@@ -27,17 +27,28 @@ const cleanupTimeout = 30 * time.Second
 // Controller is the runtime.Controller of one task on containerd; its
 // container ID is the task ID. Every method finds the container and its
 // task in containerd's records, so a Controller keeps no state that an
-// agent restart would lose. It is used by one goroutine at a time.
+// agent restart would lose, except the health check's probes and state
+// (see Health), which a new controller starts again. It is used by one
+// goroutine at a time.
 type Controller struct {
 	e    *Executor
 	task *api.Task
 	id   string
+
+	// health is the resolved health check (nil: none), once
+	// healthResolved; mon probes the running task, once started.
+	health         *healthConfig
+	healthResolved bool
+	mon            *healthMonitor
+	// lastHealth is the health Reattach was told of.
+	lastHealth string
 }
 
 var (
 	_ runtime.Controller        = (*Controller)(nil)
 	_ runtime.Reattacher        = (*Controller)(nil)
 	_ runtime.ContainerStatuser = (*Controller)(nil)
+	_ runtime.HealthChecker     = (*Controller)(nil)
 )
 
 // Prepare implements runtime.Controller: it checks the mounts, makes sure
@@ -54,6 +65,9 @@ func (c *Controller) Prepare(ctx context.Context) (err error) {
 	}
 	cs := c.task.GetSpec().GetContainer()
 	if err := checkMounts(cs.GetMounts()); err != nil {
+		return err
+	}
+	if err := checkHealthSpec(cs.GetHealthcheck()); err != nil {
 		return err
 	}
 	img, err := c.e.ensureImage(ctx, pinDigest(cs.GetImage(), c.task.GetImageDigest()))
@@ -194,7 +208,10 @@ func (c *Controller) loadTask(ctx context.Context) (client.Container, client.Tas
 // Wait implements runtime.Controller: the exit code of the task's
 // process, once it exits. A process killed by the kernel for exceeding
 // its memory limit gives 137 and an error wrapping ErrOOMKilled. No
-// container or task wraps runtime.ErrContainerGone.
+// container or task wraps runtime.ErrContainerGone. A task with a health
+// check is probed meanwhile (see Health): once it is unhealthy, Wait
+// fails with an error wrapping runtime.ErrUnhealthy that gives the
+// reason, and leaves the task running for the caller to stop.
 func (c *Controller) Wait(ctx context.Context) (int, error) {
 	ctr, task, err := c.loadTask(ctx)
 	if err != nil {
@@ -206,11 +223,30 @@ func (c *Controller) Wait(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, classify(err, "wait task "+c.id)
 	}
+	mon, err := c.monitor(ctx)
+	if err != nil {
+		if ctx.Err() != nil || errors.Is(err, runtime.ErrTemporary) {
+			return 0, err
+		}
+		c.e.log.Warn("no health check for the task", "task", c.id, "err", err)
+	}
 	var es client.ExitStatus
-	select {
-	case es = <-ch:
-	case <-ctx.Done():
-		return 0, ctx.Err()
+	for done := false; !done; {
+		var changed <-chan struct{}
+		if mon != nil {
+			state, reason, _, next := mon.snapshot()
+			if state == runtime.HealthUnhealthy {
+				return 0, fmt.Errorf("%w: %s", runtime.ErrUnhealthy, reason)
+			}
+			changed = next
+		}
+		select {
+		case es = <-ch:
+			done = true
+		case <-changed:
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		}
 	}
 	if err := es.Error(); err != nil {
 		if ctx.Err() != nil {
@@ -256,6 +292,7 @@ func (c *Controller) Terminate(ctx context.Context) error {
 // stop sends sig and waits for the exit; after grace (if sig is not
 // already SIGKILL) it sends SIGKILL and waits again.
 func (c *Controller) stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
+	c.haltHealth(false)
 	_, task, err := c.loadTask(ctx)
 	if errors.Is(err, runtime.ErrContainerGone) {
 		return nil
@@ -310,6 +347,7 @@ func (c *Controller) stop(ctx context.Context, sig syscall.Signal, grace time.Du
 // network namespace and the log file. Missing pieces are skipped; named
 // volumes are kept.
 func (c *Controller) Remove(ctx context.Context) error {
+	c.haltHealth(true)
 	ctr, err := c.e.client.LoadContainer(ctx, c.id)
 	switch {
 	case err == nil:
@@ -341,11 +379,13 @@ func (c *Controller) Remove(ctx context.Context) error {
 }
 
 // Reattach implements runtime.Reattacher. containerd keeps its own
-// records, so it only checks them: the container is looked up by task
-// ID (nothing is started or created); a missing one is logged, and Wait
-// will then fail with runtime.ErrContainerGone. An unreachable daemon
+// records, so it only checks them (and remembers the last health, so
+// that a task that was healthy starts its probes healthy): the
+// container is looked up by task ID (nothing is started or created); a
+// missing one is logged, and Wait will then fail with runtime.ErrContainerGone. An unreachable daemon
 // wraps runtime.ErrTemporary.
 func (c *Controller) Reattach(ctx context.Context, last *api.TaskStatus) error {
+	c.lastHealth = last.GetHealth()
 	_, task, err := c.loadTask(ctx)
 	if errors.Is(err, runtime.ErrContainerGone) {
 		if last.GetState() >= api.TaskState_TASK_STATE_STARTING {
@@ -373,5 +413,9 @@ func (c *Controller) ContainerStatus(ctx context.Context) (*api.ContainerStatus,
 	return &api.ContainerStatus{ContainerId: c.id, Pid: int32(task.Pid())}, nil
 }
 
-// Close implements runtime.Controller; the controller holds nothing.
-func (c *Controller) Close() error { return nil }
+// Close implements runtime.Controller: it stops the health probes, if
+// any (the container is left alone).
+func (c *Controller) Close() error {
+	c.haltHealth(true)
+	return nil
+}

@@ -256,16 +256,25 @@ func TestSpecFromTask(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Start returns once runc started the process, which may still be
+	// runc's init (its own environment) for a moment before it execs the
+	// program: poll.
+	var environ []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		environ, _ = os.ReadFile("/proc/" + itoa(cs.GetPid()) + "/environ")
+		if strings.Contains(string(environ), "GREETING=hello\x00") || time.Now().After(deadline) {
+			break
+		}
+	}
+	if !strings.Contains(string(environ), "GREETING=hello\x00") {
+		t.Errorf("process environment %q", environ)
+	}
 	status, err := os.ReadFile("/proc/" + itoa(cs.GetPid()) + "/status")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !strings.Contains(string(status), "Uid:\t65534\t65534") {
 		t.Errorf("process status:\n%s", status)
-	}
-	environ, _ := os.ReadFile("/proc/" + itoa(cs.GetPid()) + "/environ")
-	if !strings.Contains(string(environ), "GREETING=hello\x00") {
-		t.Errorf("process environment %q", environ)
 	}
 	limit, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", spec.Linux.CgroupsPath, "memory.limit_in_bytes"))
 	if err != nil || strings.TrimSpace(string(limit)) != "67108864" {

@@ -24,8 +24,11 @@
 // runtime.ErrContainerGone. A process killed for exceeding its memory
 // limit exits 137 and Wait says so with an error wrapping ErrOOMKilled.
 //
-// Not done yet: health checks (Start returns once the process runs),
-// secrets and configs, additional groups, and container networking beyond
+// Health checks (the spec's, else the image's HEALTHCHECK) run as exec
+// processes in the container; the controller is a runtime.HealthChecker
+// (see health.go).
+//
+// Not done yet: secrets and configs, additional groups, and container networking beyond
 // the loopback interface.
 package containerd
 
