@@ -76,7 +76,7 @@ func Advance(ctx context.Context, t *api.Task, cur *api.TaskStatus, c Controller
 			case errors.Is(err, ErrTaskExited):
 				code, werr := c.Wait(ctx)
 				if werr != nil {
-					return failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "wait", werr)
+					return failedWait(ctx, cur, code, werr)
 				}
 				return exited(cur, code), nil
 			case err != nil:
@@ -102,7 +102,7 @@ func Advance(ctx context.Context, t *api.Task, cur *api.TaskStatus, c Controller
 			return unhealthy(ctx, cur, c, err)
 		}
 		if err != nil {
-			return failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "wait", err)
+			return failedWait(ctx, cur, code, err)
 		}
 		return exited(cur, code), nil
 	}
@@ -163,6 +163,20 @@ func failed(ctx context.Context, cur *api.TaskStatus, state api.TaskState, step 
 	st := next(cur, state, step+" failed")
 	st.Err = err.Error()
 	return st, nil
+}
+
+// failedWait is the end of a task whose Wait failed; the exit code Wait
+// still returned (an OOM kill: 137 with ErrOOMKilled) is recorded.
+func failedWait(ctx context.Context, cur *api.TaskStatus, code int, err error) (*api.TaskStatus, error) {
+	st, err := failed(ctx, cur, api.TaskState_TASK_STATE_FAILED, "wait", err)
+	if st != nil && code != 0 {
+		if st.Container == nil {
+			st.Container = &api.ContainerStatus{}
+		}
+		st.Container.ExitCode = int32(code)
+		st.Container.Pid = 0
+	}
+	return st, err
 }
 
 // exited is the status of a task whose process exited with code.

@@ -99,6 +99,8 @@ func TestAdvanceOneStep(t *testing.T) {
 			want: sFailed, wantCalls: []string{"wait"}, errText: "exit code 3"},
 		{name: "unhealthy is stopped and fails", state: sRunning, desired: sRunning, ctlr: script{wait: ErrUnhealthy},
 			want: sFailed, wantCalls: []string{"wait", "shutdown"}, errText: "container unhealthy"},
+		{name: "oom kill keeps its exit code", state: sRunning, desired: sRunning, ctlr: script{exitCode: 137, wait: errors.New("exit code 137: the task was killed for exceeding its memory limit")},
+			want: sFailed, wantCalls: []string{"wait"}, errText: "memory limit"},
 		{name: "gone container fails", state: sRunning, desired: sRunning, ctlr: script{wait: ErrContainerGone},
 			want: sFailed, wantCalls: []string{"wait"}, errText: "no longer exists"},
 		{name: "running shut down", state: sRunning, desired: sShutdown, want: sShutdown, wantCalls: []string{"shutdown"}},
@@ -140,6 +142,9 @@ func TestAdvanceOneStep(t *testing.T) {
 				}
 				if !strings.Contains(got.Err, tc.errText) {
 					t.Errorf("Err %q, want it to mention %q", got.Err, tc.errText)
+				}
+				if code := tc.ctlr.exitCode; code != 0 && got.GetContainer().GetExitCode() != int32(code) {
+					t.Errorf("exit code %d recorded, want %d", got.GetContainer().GetExitCode(), code)
 				}
 			}
 			if !slices.Equal(c.calls, tc.wantCalls) {
