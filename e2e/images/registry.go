@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -204,10 +205,25 @@ http:
 		"OTEL_SDK_DISABLED=true", "OTEL_TRACES_EXPORTER=none",
 		"OTEL_METRICS_EXPORTER=none", "OTEL_LOGS_EXPORTER=none")
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := r.cmd.Start(); err != nil {
+	// The parent death signal fires when the forking OS thread exits, and
+	// Go ends threads (one that entered a task's network namespace, for
+	// one): fork from a locked thread that stays alive until the registry
+	// exits.
+	started := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := r.cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		r.cmd.Wait()
+		close(r.done)
+	}()
+	if err := <-started; err != nil {
 		return nil, fmt.Errorf("images: start registry: %w", err)
 	}
-	go func() { r.cmd.Wait(); close(r.done) }()
 	t.Cleanup(func() {
 		r.Stop()
 		if t.Failed() {
