@@ -27,6 +27,77 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type ServiceLogsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Target is a service or task: ID, unique ID prefix, or service name.
+	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
+	Follow bool   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	// Tail is how many of the last lines per task; negative means all.
+	Tail int64 `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	// Since is Unix nanoseconds; 0 means from the start.
+	Since         int64 `protobuf:"varint,4,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceLogsRequest) Reset() {
+	*x = ServiceLogsRequest{}
+	mi := &file_proto_api_control_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLogsRequest) ProtoMessage() {}
+
+func (x *ServiceLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLogsRequest.ProtoReflect.Descriptor instead.
+func (*ServiceLogsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ServiceLogsRequest) GetTarget() string {
+	if x != nil {
+		return x.Target
+	}
+	return ""
+}
+
+func (x *ServiceLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *ServiceLogsRequest) GetTail() int64 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+func (x *ServiceLogsRequest) GetSince() int64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
 type GetClusterInfoRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -35,7 +106,7 @@ type GetClusterInfoRequest struct {
 
 func (x *GetClusterInfoRequest) Reset() {
 	*x = GetClusterInfoRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[0]
+	mi := &file_proto_api_control_proto_msgTypes[1]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -47,7 +118,7 @@ func (x *GetClusterInfoRequest) String() string {
 func (*GetClusterInfoRequest) ProtoMessage() {}
 
 func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[0]
+	mi := &file_proto_api_control_proto_msgTypes[1]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -60,7 +131,7 @@ func (x *GetClusterInfoRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoRequest.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{0}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{1}
 }
 
 type GetClusterInfoResponse struct {
@@ -82,7 +153,7 @@ type GetClusterInfoResponse struct {
 
 func (x *GetClusterInfoResponse) Reset() {
 	*x = GetClusterInfoResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[1]
+	mi := &file_proto_api_control_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -94,7 +165,7 @@ func (x *GetClusterInfoResponse) String() string {
 func (*GetClusterInfoResponse) ProtoMessage() {}
 
 func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[1]
+	mi := &file_proto_api_control_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -107,7 +178,7 @@ func (x *GetClusterInfoResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetClusterInfoResponse.ProtoReflect.Descriptor instead.
 func (*GetClusterInfoResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{1}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *GetClusterInfoResponse) GetCluster() *Cluster {
@@ -182,7 +253,7 @@ type RaftMember struct {
 
 func (x *RaftMember) Reset() {
 	*x = RaftMember{}
-	mi := &file_proto_api_control_proto_msgTypes[2]
+	mi := &file_proto_api_control_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +265,7 @@ func (x *RaftMember) String() string {
 func (*RaftMember) ProtoMessage() {}
 
 func (x *RaftMember) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[2]
+	mi := &file_proto_api_control_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +278,7 @@ func (x *RaftMember) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftMember.ProtoReflect.Descriptor instead.
 func (*RaftMember) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{2}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *RaftMember) GetNodeId() string {
@@ -258,7 +329,7 @@ type UpdateClusterRequest struct {
 
 func (x *UpdateClusterRequest) Reset() {
 	*x = UpdateClusterRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[3]
+	mi := &file_proto_api_control_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -270,7 +341,7 @@ func (x *UpdateClusterRequest) String() string {
 func (*UpdateClusterRequest) ProtoMessage() {}
 
 func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[3]
+	mi := &file_proto_api_control_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -283,7 +354,7 @@ func (x *UpdateClusterRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterRequest.ProtoReflect.Descriptor instead.
 func (*UpdateClusterRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{3}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *UpdateClusterRequest) GetClusterId() string {
@@ -330,7 +401,7 @@ type UpdateClusterResponse struct {
 
 func (x *UpdateClusterResponse) Reset() {
 	*x = UpdateClusterResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[4]
+	mi := &file_proto_api_control_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -342,7 +413,7 @@ func (x *UpdateClusterResponse) String() string {
 func (*UpdateClusterResponse) ProtoMessage() {}
 
 func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[4]
+	mi := &file_proto_api_control_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -355,7 +426,7 @@ func (x *UpdateClusterResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateClusterResponse.ProtoReflect.Descriptor instead.
 func (*UpdateClusterResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{4}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *UpdateClusterResponse) GetCluster() *Cluster {
@@ -374,7 +445,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[5]
+	mi := &file_proto_api_control_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +457,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[5]
+	mi := &file_proto_api_control_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +470,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{5}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *GetNodeRequest) GetNodeId() string {
@@ -418,7 +489,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[6]
+	mi := &file_proto_api_control_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -430,7 +501,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[6]
+	mi := &file_proto_api_control_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -443,7 +514,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{6}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -465,7 +536,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[7]
+	mi := &file_proto_api_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +548,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[7]
+	mi := &file_proto_api_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +561,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{7}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ListNodesRequest) GetRoles() []NodeRole {
@@ -516,7 +587,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[8]
+	mi := &file_proto_api_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +599,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[8]
+	mi := &file_proto_api_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +612,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{8}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -562,7 +633,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[9]
+	mi := &file_proto_api_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -574,7 +645,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[9]
+	mi := &file_proto_api_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -587,7 +658,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{9}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *UpdateNodeRequest) GetNodeId() string {
@@ -620,7 +691,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[10]
+	mi := &file_proto_api_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -632,7 +703,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[10]
+	mi := &file_proto_api_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -645,7 +716,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{10}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -665,7 +736,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[11]
+	mi := &file_proto_api_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -677,7 +748,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[11]
+	mi := &file_proto_api_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -690,7 +761,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{11}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -715,7 +786,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[12]
+	mi := &file_proto_api_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -727,7 +798,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[12]
+	mi := &file_proto_api_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -740,7 +811,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{12}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{13}
 }
 
 type CreateServiceRequest struct {
@@ -752,7 +823,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[13]
+	mi := &file_proto_api_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -764,7 +835,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[13]
+	mi := &file_proto_api_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -777,7 +848,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{13}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -796,7 +867,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[14]
+	mi := &file_proto_api_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +879,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[14]
+	mi := &file_proto_api_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +892,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{14}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -840,7 +911,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[15]
+	mi := &file_proto_api_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +923,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[15]
+	mi := &file_proto_api_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +936,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{15}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetServiceRequest) GetServiceId() string {
@@ -884,7 +955,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[16]
+	mi := &file_proto_api_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -896,7 +967,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[16]
+	mi := &file_proto_api_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -909,7 +980,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{16}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -929,7 +1000,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[17]
+	mi := &file_proto_api_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -941,7 +1012,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[17]
+	mi := &file_proto_api_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -954,7 +1025,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{17}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ListServicesRequest) GetNames() []string {
@@ -984,7 +1055,7 @@ type ReplicaCount struct {
 
 func (x *ReplicaCount) Reset() {
 	*x = ReplicaCount{}
-	mi := &file_proto_api_control_proto_msgTypes[18]
+	mi := &file_proto_api_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -996,7 +1067,7 @@ func (x *ReplicaCount) String() string {
 func (*ReplicaCount) ProtoMessage() {}
 
 func (x *ReplicaCount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[18]
+	mi := &file_proto_api_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1009,7 +1080,7 @@ func (x *ReplicaCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCount.ProtoReflect.Descriptor instead.
 func (*ReplicaCount) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{18}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ReplicaCount) GetRunning() uint64 {
@@ -1044,7 +1115,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[19]
+	mi := &file_proto_api_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1056,7 +1127,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[19]
+	mi := &file_proto_api_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1069,7 +1140,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{19}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1099,7 +1170,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[20]
+	mi := &file_proto_api_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1111,7 +1182,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[20]
+	mi := &file_proto_api_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1124,7 +1195,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{20}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -1164,7 +1235,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[21]
+	mi := &file_proto_api_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1176,7 +1247,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[21]
+	mi := &file_proto_api_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1189,7 +1260,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{21}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1208,7 +1279,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[22]
+	mi := &file_proto_api_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1220,7 +1291,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[22]
+	mi := &file_proto_api_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1233,7 +1304,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{22}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *RemoveServiceRequest) GetServiceId() string {
@@ -1251,7 +1322,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[23]
+	mi := &file_proto_api_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1263,7 +1334,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[23]
+	mi := &file_proto_api_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1276,7 +1347,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{23}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{24}
 }
 
 type ListTasksRequest struct {
@@ -1290,7 +1361,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[24]
+	mi := &file_proto_api_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1302,7 +1373,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[24]
+	mi := &file_proto_api_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1315,7 +1386,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{24}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ListTasksRequest) GetServiceIds() []string {
@@ -1348,7 +1419,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[25]
+	mi := &file_proto_api_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1360,7 +1431,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[25]
+	mi := &file_proto_api_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1373,7 +1444,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{25}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1387,7 +1458,12 @@ var File_proto_api_control_proto protoreflect.FileDescriptor
 
 const file_proto_api_control_proto_rawDesc = "" +
 	"\n" +
-	"\x17proto/api/control.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x15proto/api/specs.proto\x1a\x17proto/api/objects.proto\"\x17\n" +
+	"\x17proto/api/control.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x15proto/api/specs.proto\x1a\x17proto/api/objects.proto\x1a\x1aproto/api/dispatcher.proto\"n\n" +
+	"\x12ServiceLogsRequest\x12\x16\n" +
+	"\x06target\x18\x01 \x01(\tR\x06target\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\x12\x14\n" +
+	"\x05since\x18\x04 \x01(\x03R\x05since\"\x17\n" +
 	"\x15GetClusterInfoRequest\"\x9c\x02\n" +
 	"\x16GetClusterInfoResponse\x12,\n" +
 	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\x12/\n" +
@@ -1474,7 +1550,7 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12;\n" +
 	"\x0edesired_states\x18\x03 \x03(\x0e2\x14.shoal.api.TaskStateR\rdesiredStates\":\n" +
 	"\x11ListTasksResponse\x12%\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks2\xb4\a\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks2\xfb\a\n" +
 	"\aControl\x12U\n" +
 	"\x0eGetClusterInfo\x12 .shoal.api.GetClusterInfoRequest\x1a!.shoal.api.GetClusterInfoResponse\x12R\n" +
 	"\rUpdateCluster\x12\x1f.shoal.api.UpdateClusterRequest\x1a .shoal.api.UpdateClusterResponse\x12@\n" +
@@ -1490,7 +1566,8 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\fListServices\x12\x1e.shoal.api.ListServicesRequest\x1a\x1f.shoal.api.ListServicesResponse\x12R\n" +
 	"\rUpdateService\x12\x1f.shoal.api.UpdateServiceRequest\x1a .shoal.api.UpdateServiceResponse\x12R\n" +
 	"\rRemoveService\x12\x1f.shoal.api.RemoveServiceRequest\x1a .shoal.api.RemoveServiceResponse\x12F\n" +
-	"\tListTasks\x12\x1b.shoal.api.ListTasksRequest\x1a\x1c.shoal.api.ListTasksResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
+	"\tListTasks\x12\x1b.shoal.api.ListTasksRequest\x1a\x1c.shoal.api.ListTasksResponse\x12E\n" +
+	"\vServiceLogs\x12\x1d.shoal.api.ServiceLogsRequest\x1a\x15.shoal.api.LogMessage0\x01B$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
 	file_proto_api_control_proto_rawDescOnce sync.Once
@@ -1504,93 +1581,97 @@ func file_proto_api_control_proto_rawDescGZIP() []byte {
 	return file_proto_api_control_proto_rawDescData
 }
 
-var file_proto_api_control_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_proto_api_control_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_proto_api_control_proto_goTypes = []any{
-	(*GetClusterInfoRequest)(nil),  // 0: shoal.api.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 1: shoal.api.GetClusterInfoResponse
-	(*RaftMember)(nil),             // 2: shoal.api.RaftMember
-	(*UpdateClusterRequest)(nil),   // 3: shoal.api.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil),  // 4: shoal.api.UpdateClusterResponse
-	(*GetNodeRequest)(nil),         // 5: shoal.api.GetNodeRequest
-	(*GetNodeResponse)(nil),        // 6: shoal.api.GetNodeResponse
-	(*ListNodesRequest)(nil),       // 7: shoal.api.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 8: shoal.api.ListNodesResponse
-	(*UpdateNodeRequest)(nil),      // 9: shoal.api.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),     // 10: shoal.api.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),      // 11: shoal.api.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 12: shoal.api.RemoveNodeResponse
-	(*CreateServiceRequest)(nil),   // 13: shoal.api.CreateServiceRequest
-	(*CreateServiceResponse)(nil),  // 14: shoal.api.CreateServiceResponse
-	(*GetServiceRequest)(nil),      // 15: shoal.api.GetServiceRequest
-	(*GetServiceResponse)(nil),     // 16: shoal.api.GetServiceResponse
-	(*ListServicesRequest)(nil),    // 17: shoal.api.ListServicesRequest
-	(*ReplicaCount)(nil),           // 18: shoal.api.ReplicaCount
-	(*ListServicesResponse)(nil),   // 19: shoal.api.ListServicesResponse
-	(*UpdateServiceRequest)(nil),   // 20: shoal.api.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),  // 21: shoal.api.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),   // 22: shoal.api.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),  // 23: shoal.api.RemoveServiceResponse
-	(*ListTasksRequest)(nil),       // 24: shoal.api.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 25: shoal.api.ListTasksResponse
-	nil,                            // 26: shoal.api.ListServicesResponse.CountsEntry
-	(*Cluster)(nil),                // 27: shoal.api.Cluster
-	(Reachability)(0),              // 28: shoal.api.Reachability
-	(*ClusterSpec)(nil),            // 29: shoal.api.ClusterSpec
-	(*Node)(nil),                   // 30: shoal.api.Node
-	(NodeRole)(0),                  // 31: shoal.api.NodeRole
-	(*NodeSpec)(nil),               // 32: shoal.api.NodeSpec
-	(*ServiceSpec)(nil),            // 33: shoal.api.ServiceSpec
-	(*Service)(nil),                // 34: shoal.api.Service
-	(TaskState)(0),                 // 35: shoal.api.TaskState
-	(*Task)(nil),                   // 36: shoal.api.Task
+	(*ServiceLogsRequest)(nil),     // 0: shoal.api.ServiceLogsRequest
+	(*GetClusterInfoRequest)(nil),  // 1: shoal.api.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil), // 2: shoal.api.GetClusterInfoResponse
+	(*RaftMember)(nil),             // 3: shoal.api.RaftMember
+	(*UpdateClusterRequest)(nil),   // 4: shoal.api.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),  // 5: shoal.api.UpdateClusterResponse
+	(*GetNodeRequest)(nil),         // 6: shoal.api.GetNodeRequest
+	(*GetNodeResponse)(nil),        // 7: shoal.api.GetNodeResponse
+	(*ListNodesRequest)(nil),       // 8: shoal.api.ListNodesRequest
+	(*ListNodesResponse)(nil),      // 9: shoal.api.ListNodesResponse
+	(*UpdateNodeRequest)(nil),      // 10: shoal.api.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),     // 11: shoal.api.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),      // 12: shoal.api.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),     // 13: shoal.api.RemoveNodeResponse
+	(*CreateServiceRequest)(nil),   // 14: shoal.api.CreateServiceRequest
+	(*CreateServiceResponse)(nil),  // 15: shoal.api.CreateServiceResponse
+	(*GetServiceRequest)(nil),      // 16: shoal.api.GetServiceRequest
+	(*GetServiceResponse)(nil),     // 17: shoal.api.GetServiceResponse
+	(*ListServicesRequest)(nil),    // 18: shoal.api.ListServicesRequest
+	(*ReplicaCount)(nil),           // 19: shoal.api.ReplicaCount
+	(*ListServicesResponse)(nil),   // 20: shoal.api.ListServicesResponse
+	(*UpdateServiceRequest)(nil),   // 21: shoal.api.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),  // 22: shoal.api.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),   // 23: shoal.api.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),  // 24: shoal.api.RemoveServiceResponse
+	(*ListTasksRequest)(nil),       // 25: shoal.api.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 26: shoal.api.ListTasksResponse
+	nil,                            // 27: shoal.api.ListServicesResponse.CountsEntry
+	(*Cluster)(nil),                // 28: shoal.api.Cluster
+	(Reachability)(0),              // 29: shoal.api.Reachability
+	(*ClusterSpec)(nil),            // 30: shoal.api.ClusterSpec
+	(*Node)(nil),                   // 31: shoal.api.Node
+	(NodeRole)(0),                  // 32: shoal.api.NodeRole
+	(*NodeSpec)(nil),               // 33: shoal.api.NodeSpec
+	(*ServiceSpec)(nil),            // 34: shoal.api.ServiceSpec
+	(*Service)(nil),                // 35: shoal.api.Service
+	(TaskState)(0),                 // 36: shoal.api.TaskState
+	(*Task)(nil),                   // 37: shoal.api.Task
+	(*LogMessage)(nil),             // 38: shoal.api.LogMessage
 }
 var file_proto_api_control_proto_depIdxs = []int32{
-	27, // 0: shoal.api.GetClusterInfoResponse.cluster:type_name -> shoal.api.Cluster
-	2,  // 1: shoal.api.GetClusterInfoResponse.members:type_name -> shoal.api.RaftMember
-	28, // 2: shoal.api.RaftMember.reachability:type_name -> shoal.api.Reachability
-	29, // 3: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
-	27, // 4: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
-	30, // 5: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
-	31, // 6: shoal.api.ListNodesRequest.roles:type_name -> shoal.api.NodeRole
-	30, // 7: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
-	32, // 8: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
-	30, // 9: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
-	33, // 10: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	34, // 11: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
-	34, // 12: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
-	34, // 13: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
-	26, // 14: shoal.api.ListServicesResponse.counts:type_name -> shoal.api.ListServicesResponse.CountsEntry
-	33, // 15: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	34, // 16: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
-	35, // 17: shoal.api.ListTasksRequest.desired_states:type_name -> shoal.api.TaskState
-	36, // 18: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
-	18, // 19: shoal.api.ListServicesResponse.CountsEntry.value:type_name -> shoal.api.ReplicaCount
-	0,  // 20: shoal.api.Control.GetClusterInfo:input_type -> shoal.api.GetClusterInfoRequest
-	3,  // 21: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
-	5,  // 22: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
-	7,  // 23: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
-	9,  // 24: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
-	11, // 25: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
-	13, // 26: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
-	15, // 27: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
-	17, // 28: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
-	20, // 29: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
-	22, // 30: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
-	24, // 31: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
-	1,  // 32: shoal.api.Control.GetClusterInfo:output_type -> shoal.api.GetClusterInfoResponse
-	4,  // 33: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
-	6,  // 34: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
-	8,  // 35: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
-	10, // 36: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
-	12, // 37: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
-	14, // 38: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
-	16, // 39: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
-	19, // 40: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
-	21, // 41: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
-	23, // 42: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
-	25, // 43: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
-	32, // [32:44] is the sub-list for method output_type
-	20, // [20:32] is the sub-list for method input_type
+	28, // 0: shoal.api.GetClusterInfoResponse.cluster:type_name -> shoal.api.Cluster
+	3,  // 1: shoal.api.GetClusterInfoResponse.members:type_name -> shoal.api.RaftMember
+	29, // 2: shoal.api.RaftMember.reachability:type_name -> shoal.api.Reachability
+	30, // 3: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
+	28, // 4: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
+	31, // 5: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
+	32, // 6: shoal.api.ListNodesRequest.roles:type_name -> shoal.api.NodeRole
+	31, // 7: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
+	33, // 8: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
+	31, // 9: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
+	34, // 10: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	35, // 11: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
+	35, // 12: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
+	35, // 13: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
+	27, // 14: shoal.api.ListServicesResponse.counts:type_name -> shoal.api.ListServicesResponse.CountsEntry
+	34, // 15: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	35, // 16: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
+	36, // 17: shoal.api.ListTasksRequest.desired_states:type_name -> shoal.api.TaskState
+	37, // 18: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
+	19, // 19: shoal.api.ListServicesResponse.CountsEntry.value:type_name -> shoal.api.ReplicaCount
+	1,  // 20: shoal.api.Control.GetClusterInfo:input_type -> shoal.api.GetClusterInfoRequest
+	4,  // 21: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
+	6,  // 22: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
+	8,  // 23: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
+	10, // 24: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
+	12, // 25: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
+	14, // 26: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
+	16, // 27: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
+	18, // 28: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
+	21, // 29: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
+	23, // 30: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
+	25, // 31: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
+	0,  // 32: shoal.api.Control.ServiceLogs:input_type -> shoal.api.ServiceLogsRequest
+	2,  // 33: shoal.api.Control.GetClusterInfo:output_type -> shoal.api.GetClusterInfoResponse
+	5,  // 34: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
+	7,  // 35: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
+	9,  // 36: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
+	11, // 37: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
+	13, // 38: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
+	15, // 39: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
+	17, // 40: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
+	20, // 41: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
+	22, // 42: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
+	24, // 43: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
+	26, // 44: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
+	38, // 45: shoal.api.Control.ServiceLogs:output_type -> shoal.api.LogMessage
+	33, // [33:46] is the sub-list for method output_type
+	20, // [20:33] is the sub-list for method input_type
 	20, // [20:20] is the sub-list for extension type_name
 	20, // [20:20] is the sub-list for extension extendee
 	0,  // [0:20] is the sub-list for field type_name
@@ -1604,13 +1685,14 @@ func file_proto_api_control_proto_init() {
 	file_proto_api_types_proto_init()
 	file_proto_api_specs_proto_init()
 	file_proto_api_objects_proto_init()
+	file_proto_api_dispatcher_proto_init()
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_control_proto_rawDesc), len(file_proto_api_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,7 @@ const (
 	Control_UpdateService_FullMethodName  = "/shoal.api.Control/UpdateService"
 	Control_RemoveService_FullMethodName  = "/shoal.api.Control/RemoveService"
 	Control_ListTasks_FullMethodName      = "/shoal.api.Control/ListTasks"
+	Control_ServiceLogs_FullMethodName    = "/shoal.api.Control/ServiceLogs"
 )
 
 // ControlClient is the client API for Control service.
@@ -62,6 +63,10 @@ type ControlClient interface {
 	UpdateService(ctx context.Context, in *UpdateServiceRequest, opts ...grpc.CallOption) (*UpdateServiceResponse, error)
 	RemoveService(ctx context.Context, in *RemoveServiceRequest, opts ...grpc.CallOption) (*RemoveServiceResponse, error)
 	ListTasks(ctx context.Context, in *ListTasksRequest, opts ...grpc.CallOption) (*ListTasksResponse, error)
+	// ServiceLogs streams the output of a service's tasks (or of one task)
+	// from every node that keeps it, merged; each message names its task
+	// and node.
+	ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
 }
 
 type controlClient struct {
@@ -192,6 +197,25 @@ func (c *controlClient) ListTasks(ctx context.Context, in *ListTasksRequest, opt
 	return out, nil
 }
 
+func (c *controlClient) ServiceLogs(ctx context.Context, in *ServiceLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Control_ServiceDesc.Streams[0], Control_ServiceLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ServiceLogsRequest, LogMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ServiceLogsClient = grpc.ServerStreamingClient[LogMessage]
+
 // ControlServer is the server API for Control service.
 // All implementations must embed UnimplementedControlServer
 // for forward compatibility.
@@ -215,6 +239,10 @@ type ControlServer interface {
 	UpdateService(context.Context, *UpdateServiceRequest) (*UpdateServiceResponse, error)
 	RemoveService(context.Context, *RemoveServiceRequest) (*RemoveServiceResponse, error)
 	ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error)
+	// ServiceLogs streams the output of a service's tasks (or of one task)
+	// from every node that keeps it, merged; each message names its task
+	// and node.
+	ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
 	mustEmbedUnimplementedControlServer()
 }
 
@@ -260,6 +288,9 @@ func (UnimplementedControlServer) RemoveService(context.Context, *RemoveServiceR
 }
 func (UnimplementedControlServer) ListTasks(context.Context, *ListTasksRequest) (*ListTasksResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListTasks not implemented")
+}
+func (UnimplementedControlServer) ServiceLogs(*ServiceLogsRequest, grpc.ServerStreamingServer[LogMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method ServiceLogs not implemented")
 }
 func (UnimplementedControlServer) mustEmbedUnimplementedControlServer() {}
 func (UnimplementedControlServer) testEmbeddedByValue()                 {}
@@ -498,6 +529,17 @@ func _Control_ListTasks_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Control_ServiceLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(ServiceLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ControlServer).ServiceLogs(m, &grpc.GenericServerStream[ServiceLogsRequest, LogMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Control_ServiceLogsServer = grpc.ServerStreamingServer[LogMessage]
+
 // Control_ServiceDesc is the grpc.ServiceDesc for Control service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -554,6 +596,12 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Control_ListTasks_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "ServiceLogs",
+			Handler:       _Control_ServiceLogs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/api/control.proto",
 }

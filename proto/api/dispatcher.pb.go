@@ -71,6 +71,52 @@ func (AssignmentsMessage_Type) EnumDescriptor() ([]byte, []int) {
 	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{3, 0}
 }
 
+type LogMessage_Stream int32
+
+const (
+	LogMessage_STREAM_STDOUT LogMessage_Stream = 0
+	LogMessage_STREAM_STDERR LogMessage_Stream = 1
+)
+
+// Enum value maps for LogMessage_Stream.
+var (
+	LogMessage_Stream_name = map[int32]string{
+		0: "STREAM_STDOUT",
+		1: "STREAM_STDERR",
+	}
+	LogMessage_Stream_value = map[string]int32{
+		"STREAM_STDOUT": 0,
+		"STREAM_STDERR": 1,
+	}
+)
+
+func (x LogMessage_Stream) Enum() *LogMessage_Stream {
+	p := new(LogMessage_Stream)
+	*p = x
+	return p
+}
+
+func (x LogMessage_Stream) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (LogMessage_Stream) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_api_dispatcher_proto_enumTypes[1].Descriptor()
+}
+
+func (LogMessage_Stream) Type() protoreflect.EnumType {
+	return &file_proto_api_dispatcher_proto_enumTypes[1]
+}
+
+func (x LogMessage_Stream) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use LogMessage_Stream.Descriptor instead.
+func (LogMessage_Stream) EnumDescriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{15, 0}
+}
+
 type HeartbeatRequest struct {
 	state       protoimpl.MessageState `protogen:"open.v1"`
 	NodeId      string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -455,6 +501,479 @@ func (*UpdateTaskStatusResponse) Descriptor() ([]byte, []int) {
 	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{6}
 }
 
+type LoadImageChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadImageChunk) Reset() {
+	*x = LoadImageChunk{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadImageChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadImageChunk) ProtoMessage() {}
+
+func (x *LoadImageChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadImageChunk.ProtoReflect.Descriptor instead.
+func (*LoadImageChunk) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *LoadImageChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type LoadImageResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Images are the references the archive held.
+	Images        []string `protobuf:"bytes,1,rep,name=images,proto3" json:"images,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LoadImageResponse) Reset() {
+	*x = LoadImageResponse{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LoadImageResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LoadImageResponse) ProtoMessage() {}
+
+func (x *LoadImageResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LoadImageResponse.ProtoReflect.Descriptor instead.
+func (*LoadImageResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LoadImageResponse) GetImages() []string {
+	if x != nil {
+		return x.Images
+	}
+	return nil
+}
+
+type ListVolumesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesRequest) Reset() {
+	*x = ListVolumesRequest{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesRequest) ProtoMessage() {}
+
+func (x *ListVolumesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesRequest.ProtoReflect.Descriptor instead.
+func (*ListVolumesRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{9}
+}
+
+// Volume is a named volume on one node.
+type Volume struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Name      string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Path      string                 `protobuf:"bytes,2,opt,name=path,proto3" json:"path,omitempty"`
+	SizeBytes int64                  `protobuf:"varint,3,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
+	// TaskIds are the tasks on this node that mount it.
+	TaskIds       []string `protobuf:"bytes,4,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Volume) Reset() {
+	*x = Volume{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Volume) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Volume) ProtoMessage() {}
+
+func (x *Volume) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Volume.ProtoReflect.Descriptor instead.
+func (*Volume) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Volume) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Volume) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *Volume) GetSizeBytes() int64 {
+	if x != nil {
+		return x.SizeBytes
+	}
+	return 0
+}
+
+func (x *Volume) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+type ListVolumesResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Volumes       []*Volume              `protobuf:"bytes,1,rep,name=volumes,proto3" json:"volumes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListVolumesResponse) Reset() {
+	*x = ListVolumesResponse{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListVolumesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListVolumesResponse) ProtoMessage() {}
+
+func (x *ListVolumesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListVolumesResponse.ProtoReflect.Descriptor instead.
+func (*ListVolumesResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *ListVolumesResponse) GetVolumes() []*Volume {
+	if x != nil {
+		return x.Volumes
+	}
+	return nil
+}
+
+type RemoveVolumeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Force         bool                   `protobuf:"varint,2,opt,name=force,proto3" json:"force,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeRequest) Reset() {
+	*x = RemoveVolumeRequest{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeRequest) ProtoMessage() {}
+
+func (x *RemoveVolumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RemoveVolumeRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RemoveVolumeRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+type RemoveVolumeResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveVolumeResponse) Reset() {
+	*x = RemoveVolumeResponse{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveVolumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveVolumeResponse) ProtoMessage() {}
+
+func (x *RemoveVolumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveVolumeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveVolumeResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{13}
+}
+
+type TaskLogsRequest struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	TaskIds []string               `protobuf:"bytes,1,rep,name=task_ids,json=taskIds,proto3" json:"task_ids,omitempty"`
+	Follow  bool                   `protobuf:"varint,2,opt,name=follow,proto3" json:"follow,omitempty"`
+	Tail    int64                  `protobuf:"varint,3,opt,name=tail,proto3" json:"tail,omitempty"`
+	// Since is Unix nanoseconds; 0 means from the start.
+	Since         int64 `protobuf:"varint,4,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TaskLogsRequest) Reset() {
+	*x = TaskLogsRequest{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TaskLogsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TaskLogsRequest) ProtoMessage() {}
+
+func (x *TaskLogsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TaskLogsRequest.ProtoReflect.Descriptor instead.
+func (*TaskLogsRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *TaskLogsRequest) GetTaskIds() []string {
+	if x != nil {
+		return x.TaskIds
+	}
+	return nil
+}
+
+func (x *TaskLogsRequest) GetFollow() bool {
+	if x != nil {
+		return x.Follow
+	}
+	return false
+}
+
+func (x *TaskLogsRequest) GetTail() int64 {
+	if x != nil {
+		return x.Tail
+	}
+	return 0
+}
+
+func (x *TaskLogsRequest) GetSince() int64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+// LogMessage is one line of a task's output.
+type LogMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	TaskId        string                 `protobuf:"bytes,1,opt,name=task_id,json=taskId,proto3" json:"task_id,omitempty"`
+	NodeId        string                 `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Timestamp     int64                  `protobuf:"varint,3,opt,name=timestamp,proto3" json:"timestamp,omitempty"`
+	Stream        LogMessage_Stream      `protobuf:"varint,4,opt,name=stream,proto3,enum=shoal.api.LogMessage_Stream" json:"stream,omitempty"`
+	Data          []byte                 `protobuf:"bytes,5,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LogMessage) Reset() {
+	*x = LogMessage{}
+	mi := &file_proto_api_dispatcher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LogMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LogMessage) ProtoMessage() {}
+
+func (x *LogMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_dispatcher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LogMessage.ProtoReflect.Descriptor instead.
+func (*LogMessage) Descriptor() ([]byte, []int) {
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *LogMessage) GetTaskId() string {
+	if x != nil {
+		return x.TaskId
+	}
+	return ""
+}
+
+func (x *LogMessage) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *LogMessage) GetTimestamp() int64 {
+	if x != nil {
+		return x.Timestamp
+	}
+	return 0
+}
+
+func (x *LogMessage) GetStream() LogMessage_Stream {
+	if x != nil {
+		return x.Stream
+	}
+	return LogMessage_STREAM_STDOUT
+}
+
+func (x *LogMessage) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
 type NodeLeaveRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Force         bool                   `protobuf:"varint,1,opt,name=force,proto3" json:"force,omitempty"`
@@ -464,7 +983,7 @@ type NodeLeaveRequest struct {
 
 func (x *NodeLeaveRequest) Reset() {
 	*x = NodeLeaveRequest{}
-	mi := &file_proto_api_dispatcher_proto_msgTypes[7]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -476,7 +995,7 @@ func (x *NodeLeaveRequest) String() string {
 func (*NodeLeaveRequest) ProtoMessage() {}
 
 func (x *NodeLeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_dispatcher_proto_msgTypes[7]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -489,7 +1008,7 @@ func (x *NodeLeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeLeaveRequest.ProtoReflect.Descriptor instead.
 func (*NodeLeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{7}
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *NodeLeaveRequest) GetForce() bool {
@@ -508,7 +1027,7 @@ type NodeLeaveResponse struct {
 
 func (x *NodeLeaveResponse) Reset() {
 	*x = NodeLeaveResponse{}
-	mi := &file_proto_api_dispatcher_proto_msgTypes[8]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -520,7 +1039,7 @@ func (x *NodeLeaveResponse) String() string {
 func (*NodeLeaveResponse) ProtoMessage() {}
 
 func (x *NodeLeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_dispatcher_proto_msgTypes[8]
+	mi := &file_proto_api_dispatcher_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -533,7 +1052,7 @@ func (x *NodeLeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeLeaveResponse.ProtoReflect.Descriptor instead.
 func (*NodeLeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{8}
+	return file_proto_api_dispatcher_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NodeLeaveResponse) GetNodeId() string {
@@ -574,7 +1093,39 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\x17UpdateTaskStatusRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x125\n" +
 	"\aupdates\x18\x02 \x03(\v2\x1b.shoal.api.TaskStatusUpdateR\aupdates\"\x1a\n" +
-	"\x18UpdateTaskStatusResponse\"(\n" +
+	"\x18UpdateTaskStatusResponse\"$\n" +
+	"\x0eLoadImageChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\"+\n" +
+	"\x11LoadImageResponse\x12\x16\n" +
+	"\x06images\x18\x01 \x03(\tR\x06images\"\x14\n" +
+	"\x12ListVolumesRequest\"j\n" +
+	"\x06Volume\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
+	"\x04path\x18\x02 \x01(\tR\x04path\x12\x1d\n" +
+	"\n" +
+	"size_bytes\x18\x03 \x01(\x03R\tsizeBytes\x12\x19\n" +
+	"\btask_ids\x18\x04 \x03(\tR\ataskIds\"B\n" +
+	"\x13ListVolumesResponse\x12+\n" +
+	"\avolumes\x18\x01 \x03(\v2\x11.shoal.api.VolumeR\avolumes\"?\n" +
+	"\x13RemoveVolumeRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +
+	"\x05force\x18\x02 \x01(\bR\x05force\"\x16\n" +
+	"\x14RemoveVolumeResponse\"n\n" +
+	"\x0fTaskLogsRequest\x12\x19\n" +
+	"\btask_ids\x18\x01 \x03(\tR\ataskIds\x12\x16\n" +
+	"\x06follow\x18\x02 \x01(\bR\x06follow\x12\x12\n" +
+	"\x04tail\x18\x03 \x01(\x03R\x04tail\x12\x14\n" +
+	"\x05since\x18\x04 \x01(\x03R\x05since\"\xd6\x01\n" +
+	"\n" +
+	"LogMessage\x12\x17\n" +
+	"\atask_id\x18\x01 \x01(\tR\x06taskId\x12\x17\n" +
+	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x1c\n" +
+	"\ttimestamp\x18\x03 \x01(\x03R\ttimestamp\x124\n" +
+	"\x06stream\x18\x04 \x01(\x0e2\x1c.shoal.api.LogMessage.StreamR\x06stream\x12\x12\n" +
+	"\x04data\x18\x05 \x01(\fR\x04data\".\n" +
+	"\x06Stream\x12\x11\n" +
+	"\rSTREAM_STDOUT\x10\x00\x12\x11\n" +
+	"\rSTREAM_STDERR\x10\x01\"(\n" +
 	"\x10NodeLeaveRequest\x12\x14\n" +
 	"\x05force\x18\x01 \x01(\bR\x05force\",\n" +
 	"\x11NodeLeaveResponse\x12\x17\n" +
@@ -583,9 +1134,14 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"Dispatcher\x12F\n" +
 	"\tHeartbeat\x12\x1b.shoal.api.HeartbeatRequest\x1a\x1c.shoal.api.HeartbeatResponse\x12M\n" +
 	"\vAssignments\x12\x1d.shoal.api.AssignmentsRequest\x1a\x1d.shoal.api.AssignmentsMessage0\x01\x12[\n" +
-	"\x10UpdateTaskStatus\x12\".shoal.api.UpdateTaskStatusRequest\x1a#.shoal.api.UpdateTaskStatusResponse2O\n" +
+	"\x10UpdateTaskStatus\x12\".shoal.api.UpdateTaskStatusRequest\x1a#.shoal.api.UpdateTaskStatusResponse2\xb6\x02\n" +
 	"\tLocalNode\x12B\n" +
-	"\x05Leave\x12\x1b.shoal.api.NodeLeaveRequest\x1a\x1c.shoal.api.NodeLeaveResponseB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
+	"\x05Leave\x12\x1b.shoal.api.NodeLeaveRequest\x1a\x1c.shoal.api.NodeLeaveResponse\x12F\n" +
+	"\tLoadImage\x12\x19.shoal.api.LoadImageChunk\x1a\x1c.shoal.api.LoadImageResponse(\x01\x12L\n" +
+	"\vListVolumes\x12\x1d.shoal.api.ListVolumesRequest\x1a\x1e.shoal.api.ListVolumesResponse\x12O\n" +
+	"\fRemoveVolume\x12\x1e.shoal.api.RemoveVolumeRequest\x1a\x1f.shoal.api.RemoveVolumeResponse2G\n" +
+	"\x04Logs\x12?\n" +
+	"\bTaskLogs\x12\x1a.shoal.api.TaskLogsRequest\x1a\x15.shoal.api.LogMessage0\x01B$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
 	file_proto_api_dispatcher_proto_rawDescOnce sync.Once
@@ -599,47 +1155,67 @@ func file_proto_api_dispatcher_proto_rawDescGZIP() []byte {
 	return file_proto_api_dispatcher_proto_rawDescData
 }
 
-var file_proto_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_proto_api_dispatcher_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_proto_api_dispatcher_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_proto_api_dispatcher_proto_goTypes = []any{
 	(AssignmentsMessage_Type)(0),     // 0: shoal.api.AssignmentsMessage.Type
-	(*HeartbeatRequest)(nil),         // 1: shoal.api.HeartbeatRequest
-	(*HeartbeatResponse)(nil),        // 2: shoal.api.HeartbeatResponse
-	(*AssignmentsRequest)(nil),       // 3: shoal.api.AssignmentsRequest
-	(*AssignmentsMessage)(nil),       // 4: shoal.api.AssignmentsMessage
-	(*TaskStatusUpdate)(nil),         // 5: shoal.api.TaskStatusUpdate
-	(*UpdateTaskStatusRequest)(nil),  // 6: shoal.api.UpdateTaskStatusRequest
-	(*UpdateTaskStatusResponse)(nil), // 7: shoal.api.UpdateTaskStatusResponse
-	(*NodeLeaveRequest)(nil),         // 8: shoal.api.NodeLeaveRequest
-	(*NodeLeaveResponse)(nil),        // 9: shoal.api.NodeLeaveResponse
-	(*NodeDescription)(nil),          // 10: shoal.api.NodeDescription
-	(NodeRole)(0),                    // 11: shoal.api.NodeRole
-	(*Peer)(nil),                     // 12: shoal.api.Peer
-	(*Task)(nil),                     // 13: shoal.api.Task
-	(*TaskStatus)(nil),               // 14: shoal.api.TaskStatus
+	(LogMessage_Stream)(0),           // 1: shoal.api.LogMessage.Stream
+	(*HeartbeatRequest)(nil),         // 2: shoal.api.HeartbeatRequest
+	(*HeartbeatResponse)(nil),        // 3: shoal.api.HeartbeatResponse
+	(*AssignmentsRequest)(nil),       // 4: shoal.api.AssignmentsRequest
+	(*AssignmentsMessage)(nil),       // 5: shoal.api.AssignmentsMessage
+	(*TaskStatusUpdate)(nil),         // 6: shoal.api.TaskStatusUpdate
+	(*UpdateTaskStatusRequest)(nil),  // 7: shoal.api.UpdateTaskStatusRequest
+	(*UpdateTaskStatusResponse)(nil), // 8: shoal.api.UpdateTaskStatusResponse
+	(*LoadImageChunk)(nil),           // 9: shoal.api.LoadImageChunk
+	(*LoadImageResponse)(nil),        // 10: shoal.api.LoadImageResponse
+	(*ListVolumesRequest)(nil),       // 11: shoal.api.ListVolumesRequest
+	(*Volume)(nil),                   // 12: shoal.api.Volume
+	(*ListVolumesResponse)(nil),      // 13: shoal.api.ListVolumesResponse
+	(*RemoveVolumeRequest)(nil),      // 14: shoal.api.RemoveVolumeRequest
+	(*RemoveVolumeResponse)(nil),     // 15: shoal.api.RemoveVolumeResponse
+	(*TaskLogsRequest)(nil),          // 16: shoal.api.TaskLogsRequest
+	(*LogMessage)(nil),               // 17: shoal.api.LogMessage
+	(*NodeLeaveRequest)(nil),         // 18: shoal.api.NodeLeaveRequest
+	(*NodeLeaveResponse)(nil),        // 19: shoal.api.NodeLeaveResponse
+	(*NodeDescription)(nil),          // 20: shoal.api.NodeDescription
+	(NodeRole)(0),                    // 21: shoal.api.NodeRole
+	(*Peer)(nil),                     // 22: shoal.api.Peer
+	(*Task)(nil),                     // 23: shoal.api.Task
+	(*TaskStatus)(nil),               // 24: shoal.api.TaskStatus
 }
 var file_proto_api_dispatcher_proto_depIdxs = []int32{
-	10, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
-	11, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
-	11, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
-	12, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
+	20, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
+	21, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
+	21, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
+	22, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
 	0,  // 4: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
-	13, // 5: shoal.api.AssignmentsMessage.update_tasks:type_name -> shoal.api.Task
-	14, // 6: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
-	5,  // 7: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
-	1,  // 8: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	3,  // 9: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
-	6,  // 10: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
-	8,  // 11: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
-	2,  // 12: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	4,  // 13: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
-	7,  // 14: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
-	9,  // 15: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
-	12, // [12:16] is the sub-list for method output_type
-	8,  // [8:12] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	23, // 5: shoal.api.AssignmentsMessage.update_tasks:type_name -> shoal.api.Task
+	24, // 6: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
+	6,  // 7: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
+	12, // 8: shoal.api.ListVolumesResponse.volumes:type_name -> shoal.api.Volume
+	1,  // 9: shoal.api.LogMessage.stream:type_name -> shoal.api.LogMessage.Stream
+	2,  // 10: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
+	4,  // 11: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
+	7,  // 12: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
+	18, // 13: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
+	9,  // 14: shoal.api.LocalNode.LoadImage:input_type -> shoal.api.LoadImageChunk
+	11, // 15: shoal.api.LocalNode.ListVolumes:input_type -> shoal.api.ListVolumesRequest
+	14, // 16: shoal.api.LocalNode.RemoveVolume:input_type -> shoal.api.RemoveVolumeRequest
+	16, // 17: shoal.api.Logs.TaskLogs:input_type -> shoal.api.TaskLogsRequest
+	3,  // 18: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	5,  // 19: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
+	8,  // 20: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
+	19, // 21: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
+	10, // 22: shoal.api.LocalNode.LoadImage:output_type -> shoal.api.LoadImageResponse
+	13, // 23: shoal.api.LocalNode.ListVolumes:output_type -> shoal.api.ListVolumesResponse
+	15, // 24: shoal.api.LocalNode.RemoveVolume:output_type -> shoal.api.RemoveVolumeResponse
+	17, // 25: shoal.api.Logs.TaskLogs:output_type -> shoal.api.LogMessage
+	18, // [18:26] is the sub-list for method output_type
+	10, // [10:18] is the sub-list for method input_type
+	10, // [10:10] is the sub-list for extension type_name
+	10, // [10:10] is the sub-list for extension extendee
+	0,  // [0:10] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_dispatcher_proto_init() }
@@ -655,10 +1231,10 @@ func file_proto_api_dispatcher_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_dispatcher_proto_rawDesc), len(file_proto_api_dispatcher_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   9,
+			NumEnums:      2,
+			NumMessages:   18,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_proto_api_dispatcher_proto_goTypes,
 		DependencyIndexes: file_proto_api_dispatcher_proto_depIdxs,

@@ -231,7 +231,10 @@ var Dispatcher_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	LocalNode_Leave_FullMethodName = "/shoal.api.LocalNode/Leave"
+	LocalNode_Leave_FullMethodName        = "/shoal.api.LocalNode/Leave"
+	LocalNode_LoadImage_FullMethodName    = "/shoal.api.LocalNode/LoadImage"
+	LocalNode_ListVolumes_FullMethodName  = "/shoal.api.LocalNode/ListVolumes"
+	LocalNode_RemoveVolume_FullMethodName = "/shoal.api.LocalNode/RemoveVolume"
 )
 
 // LocalNodeClient is the client API for LocalNode service.
@@ -246,6 +249,14 @@ type LocalNodeClient interface {
 	// its data directory can join again. FailedPrecondition when a manager
 	// leaves without force, or when leaving would lose the quorum.
 	Leave(ctx context.Context, in *NodeLeaveRequest, opts ...grpc.CallOption) (*NodeLeaveResponse, error)
+	// LoadImage imports an image archive (OCI layout or docker-save tar)
+	// streamed in chunks into this node's runtime, for air-gapped nodes.
+	LoadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadImageChunk, LoadImageResponse], error)
+	// ListVolumes lists this node's named volumes.
+	ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error)
+	// RemoveVolume removes a named volume; FailedPrecondition while a task
+	// on this node uses it, unless force.
+	RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error)
 }
 
 type localNodeClient struct {
@@ -266,6 +277,39 @@ func (c *localNodeClient) Leave(ctx context.Context, in *NodeLeaveRequest, opts 
 	return out, nil
 }
 
+func (c *localNodeClient) LoadImage(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[LoadImageChunk, LoadImageResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &LocalNode_ServiceDesc.Streams[0], LocalNode_LoadImage_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[LoadImageChunk, LoadImageResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LocalNode_LoadImageClient = grpc.ClientStreamingClient[LoadImageChunk, LoadImageResponse]
+
+func (c *localNodeClient) ListVolumes(ctx context.Context, in *ListVolumesRequest, opts ...grpc.CallOption) (*ListVolumesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListVolumesResponse)
+	err := c.cc.Invoke(ctx, LocalNode_ListVolumes_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *localNodeClient) RemoveVolume(ctx context.Context, in *RemoveVolumeRequest, opts ...grpc.CallOption) (*RemoveVolumeResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RemoveVolumeResponse)
+	err := c.cc.Invoke(ctx, LocalNode_RemoveVolume_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // LocalNodeServer is the server API for LocalNode service.
 // All implementations must embed UnimplementedLocalNodeServer
 // for forward compatibility.
@@ -278,6 +322,14 @@ type LocalNodeServer interface {
 	// its data directory can join again. FailedPrecondition when a manager
 	// leaves without force, or when leaving would lose the quorum.
 	Leave(context.Context, *NodeLeaveRequest) (*NodeLeaveResponse, error)
+	// LoadImage imports an image archive (OCI layout or docker-save tar)
+	// streamed in chunks into this node's runtime, for air-gapped nodes.
+	LoadImage(grpc.ClientStreamingServer[LoadImageChunk, LoadImageResponse]) error
+	// ListVolumes lists this node's named volumes.
+	ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error)
+	// RemoveVolume removes a named volume; FailedPrecondition while a task
+	// on this node uses it, unless force.
+	RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error)
 	mustEmbedUnimplementedLocalNodeServer()
 }
 
@@ -290,6 +342,15 @@ type UnimplementedLocalNodeServer struct{}
 
 func (UnimplementedLocalNodeServer) Leave(context.Context, *NodeLeaveRequest) (*NodeLeaveResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Leave not implemented")
+}
+func (UnimplementedLocalNodeServer) LoadImage(grpc.ClientStreamingServer[LoadImageChunk, LoadImageResponse]) error {
+	return status.Errorf(codes.Unimplemented, "method LoadImage not implemented")
+}
+func (UnimplementedLocalNodeServer) ListVolumes(context.Context, *ListVolumesRequest) (*ListVolumesResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListVolumes not implemented")
+}
+func (UnimplementedLocalNodeServer) RemoveVolume(context.Context, *RemoveVolumeRequest) (*RemoveVolumeResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RemoveVolume not implemented")
 }
 func (UnimplementedLocalNodeServer) mustEmbedUnimplementedLocalNodeServer() {}
 func (UnimplementedLocalNodeServer) testEmbeddedByValue()                   {}
@@ -330,6 +391,49 @@ func _LocalNode_Leave_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _LocalNode_LoadImage_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(LocalNodeServer).LoadImage(&grpc.GenericServerStream[LoadImageChunk, LoadImageResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type LocalNode_LoadImageServer = grpc.ClientStreamingServer[LoadImageChunk, LoadImageResponse]
+
+func _LocalNode_ListVolumes_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListVolumesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocalNodeServer).ListVolumes(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LocalNode_ListVolumes_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocalNodeServer).ListVolumes(ctx, req.(*ListVolumesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _LocalNode_RemoveVolume_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RemoveVolumeRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LocalNodeServer).RemoveVolume(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: LocalNode_RemoveVolume_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LocalNodeServer).RemoveVolume(ctx, req.(*RemoveVolumeRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // LocalNode_ServiceDesc is the grpc.ServiceDesc for LocalNode service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -341,7 +445,136 @@ var LocalNode_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Leave",
 			Handler:    _LocalNode_Leave_Handler,
 		},
+		{
+			MethodName: "ListVolumes",
+			Handler:    _LocalNode_ListVolumes_Handler,
+		},
+		{
+			MethodName: "RemoveVolume",
+			Handler:    _LocalNode_RemoveVolume_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "LoadImage",
+			Handler:       _LocalNode_LoadImage_Handler,
+			ClientStreams: true,
+		},
+	},
+	Metadata: "proto/api/dispatcher.proto",
+}
+
+const (
+	Logs_TaskLogs_FullMethodName = "/shoal.api.Logs/TaskLogs"
+)
+
+// LogsClient is the client API for Logs service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// Logs is served by every node for the tasks it runs.
+type LogsClient interface {
+	// TaskLogs streams the output of the named tasks kept on this node:
+	// the last tail lines (negative: all) since the given time, then, with
+	// follow, new lines as they come until the caller cancels.
+	TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error)
+}
+
+type logsClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewLogsClient(cc grpc.ClientConnInterface) LogsClient {
+	return &logsClient{cc}
+}
+
+func (c *logsClient) TaskLogs(ctx context.Context, in *TaskLogsRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[LogMessage], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Logs_ServiceDesc.Streams[0], Logs_TaskLogs_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[TaskLogsRequest, LogMessage]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Logs_TaskLogsClient = grpc.ServerStreamingClient[LogMessage]
+
+// LogsServer is the server API for Logs service.
+// All implementations must embed UnimplementedLogsServer
+// for forward compatibility.
+//
+// Logs is served by every node for the tasks it runs.
+type LogsServer interface {
+	// TaskLogs streams the output of the named tasks kept on this node:
+	// the last tail lines (negative: all) since the given time, then, with
+	// follow, new lines as they come until the caller cancels.
+	TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogMessage]) error
+	mustEmbedUnimplementedLogsServer()
+}
+
+// UnimplementedLogsServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedLogsServer struct{}
+
+func (UnimplementedLogsServer) TaskLogs(*TaskLogsRequest, grpc.ServerStreamingServer[LogMessage]) error {
+	return status.Errorf(codes.Unimplemented, "method TaskLogs not implemented")
+}
+func (UnimplementedLogsServer) mustEmbedUnimplementedLogsServer() {}
+func (UnimplementedLogsServer) testEmbeddedByValue()              {}
+
+// UnsafeLogsServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to LogsServer will
+// result in compilation errors.
+type UnsafeLogsServer interface {
+	mustEmbedUnimplementedLogsServer()
+}
+
+func RegisterLogsServer(s grpc.ServiceRegistrar, srv LogsServer) {
+	// If the following call pancis, it indicates UnimplementedLogsServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&Logs_ServiceDesc, srv)
+}
+
+func _Logs_TaskLogs_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(TaskLogsRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(LogsServer).TaskLogs(m, &grpc.GenericServerStream[TaskLogsRequest, LogMessage]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Logs_TaskLogsServer = grpc.ServerStreamingServer[LogMessage]
+
+// Logs_ServiceDesc is the grpc.ServiceDesc for Logs service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var Logs_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "shoal.api.Logs",
+	HandlerType: (*LogsServer)(nil),
+	Methods:     []grpc.MethodDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "TaskLogs",
+			Handler:       _Logs_TaskLogs_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "proto/api/dispatcher.proto",
 }

@@ -70,7 +70,7 @@ func (x Mount_Type) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Mount_Type.Descriptor instead.
 func (Mount_Type) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{10, 0}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{11, 0}
 }
 
 type RestartPolicy_Condition int32
@@ -119,7 +119,7 @@ func (x RestartPolicy_Condition) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use RestartPolicy_Condition.Descriptor instead.
 func (RestartPolicy_Condition) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{12, 0}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{13, 0}
 }
 
 type UpdateConfig_FailureAction int32
@@ -168,7 +168,7 @@ func (x UpdateConfig_FailureAction) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_FailureAction.Descriptor instead.
 func (UpdateConfig_FailureAction) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{15, 0}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{16, 0}
 }
 
 type UpdateConfig_Order int32
@@ -214,7 +214,7 @@ func (x UpdateConfig_Order) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UpdateConfig_Order.Descriptor instead.
 func (UpdateConfig_Order) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{15, 1}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{16, 1}
 }
 
 type EndpointSpec_Mode int32
@@ -260,7 +260,7 @@ func (x EndpointSpec_Mode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use EndpointSpec_Mode.Descriptor instead.
 func (EndpointSpec_Mode) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{17, 0}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{18, 0}
 }
 
 type PortConfig_Protocol int32
@@ -306,7 +306,7 @@ func (x PortConfig_Protocol) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_Protocol.Descriptor instead.
 func (PortConfig_Protocol) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{18, 0}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{19, 0}
 }
 
 type PortConfig_PublishMode int32
@@ -352,7 +352,7 @@ func (x PortConfig_PublishMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use PortConfig_PublishMode.Descriptor instead.
 func (PortConfig_PublishMode) EnumDescriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{18, 1}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{19, 1}
 }
 
 // NodeSpec is what an operator asks of a node.
@@ -913,8 +913,11 @@ type ContainerSpec struct {
 	CapDrop         []string           `protobuf:"bytes,19,rep,name=cap_drop,json=capDrop,proto3" json:"cap_drop,omitempty"`
 	Sysctls         map[string]string  `protobuf:"bytes,20,rep,name=sysctls,proto3" json:"sysctls,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	Ulimits         []*Ulimit          `protobuf:"bytes,21,rep,name=ulimits,proto3" json:"ulimits,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// RegistryAuth is what the nodes pull the image with (service create
+	// --with-registry-auth); empty pulls anonymously.
+	RegistryAuth  *RegistryAuth `protobuf:"bytes,22,opt,name=registry_auth,json=registryAuth,proto3" json:"registry_auth,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ContainerSpec) Reset() {
@@ -1094,6 +1097,74 @@ func (x *ContainerSpec) GetUlimits() []*Ulimit {
 	return nil
 }
 
+func (x *ContainerSpec) GetRegistryAuth() *RegistryAuth {
+	if x != nil {
+		return x.RegistryAuth
+	}
+	return nil
+}
+
+// RegistryAuth is a credential for one registry.
+type RegistryAuth struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ServerAddress string                 `protobuf:"bytes,1,opt,name=server_address,json=serverAddress,proto3" json:"server_address,omitempty"`
+	Username      string                 `protobuf:"bytes,2,opt,name=username,proto3" json:"username,omitempty"`
+	Password      string                 `protobuf:"bytes,3,opt,name=password,proto3" json:"password,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegistryAuth) Reset() {
+	*x = RegistryAuth{}
+	mi := &file_proto_api_specs_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegistryAuth) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegistryAuth) ProtoMessage() {}
+
+func (x *RegistryAuth) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_specs_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegistryAuth.ProtoReflect.Descriptor instead.
+func (*RegistryAuth) Descriptor() ([]byte, []int) {
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *RegistryAuth) GetServerAddress() string {
+	if x != nil {
+		return x.ServerAddress
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetUsername() string {
+	if x != nil {
+		return x.Username
+	}
+	return ""
+}
+
+func (x *RegistryAuth) GetPassword() string {
+	if x != nil {
+		return x.Password
+	}
+	return ""
+}
+
 // Ulimit is one resource limit of the container's processes.
 type Ulimit struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1106,7 +1177,7 @@ type Ulimit struct {
 
 func (x *Ulimit) Reset() {
 	*x = Ulimit{}
-	mi := &file_proto_api_specs_proto_msgTypes[9]
+	mi := &file_proto_api_specs_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1118,7 +1189,7 @@ func (x *Ulimit) String() string {
 func (*Ulimit) ProtoMessage() {}
 
 func (x *Ulimit) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[9]
+	mi := &file_proto_api_specs_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1131,7 +1202,7 @@ func (x *Ulimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ulimit.ProtoReflect.Descriptor instead.
 func (*Ulimit) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{9}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Ulimit) GetName() string {
@@ -1174,7 +1245,7 @@ type Mount struct {
 
 func (x *Mount) Reset() {
 	*x = Mount{}
-	mi := &file_proto_api_specs_proto_msgTypes[10]
+	mi := &file_proto_api_specs_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1186,7 +1257,7 @@ func (x *Mount) String() string {
 func (*Mount) ProtoMessage() {}
 
 func (x *Mount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[10]
+	mi := &file_proto_api_specs_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1199,7 +1270,7 @@ func (x *Mount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Mount.ProtoReflect.Descriptor instead.
 func (*Mount) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{10}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Mount) GetType() Mount_Type {
@@ -1259,7 +1330,7 @@ type HealthConfig struct {
 
 func (x *HealthConfig) Reset() {
 	*x = HealthConfig{}
-	mi := &file_proto_api_specs_proto_msgTypes[11]
+	mi := &file_proto_api_specs_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1271,7 +1342,7 @@ func (x *HealthConfig) String() string {
 func (*HealthConfig) ProtoMessage() {}
 
 func (x *HealthConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[11]
+	mi := &file_proto_api_specs_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1284,7 +1355,7 @@ func (x *HealthConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HealthConfig.ProtoReflect.Descriptor instead.
 func (*HealthConfig) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{11}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *HealthConfig) GetTest() []string {
@@ -1338,7 +1409,7 @@ type RestartPolicy struct {
 
 func (x *RestartPolicy) Reset() {
 	*x = RestartPolicy{}
-	mi := &file_proto_api_specs_proto_msgTypes[12]
+	mi := &file_proto_api_specs_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1421,7 @@ func (x *RestartPolicy) String() string {
 func (*RestartPolicy) ProtoMessage() {}
 
 func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[12]
+	mi := &file_proto_api_specs_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1434,7 @@ func (x *RestartPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartPolicy.ProtoReflect.Descriptor instead.
 func (*RestartPolicy) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{12}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RestartPolicy) GetCondition() RestartPolicy_Condition {
@@ -1410,7 +1481,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_proto_api_specs_proto_msgTypes[13]
+	mi := &file_proto_api_specs_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1422,7 +1493,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[13]
+	mi := &file_proto_api_specs_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1435,7 +1506,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{13}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Placement) GetConstraints() []string {
@@ -1477,7 +1548,7 @@ type PlacementPreference struct {
 
 func (x *PlacementPreference) Reset() {
 	*x = PlacementPreference{}
-	mi := &file_proto_api_specs_proto_msgTypes[14]
+	mi := &file_proto_api_specs_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1560,7 @@ func (x *PlacementPreference) String() string {
 func (*PlacementPreference) ProtoMessage() {}
 
 func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[14]
+	mi := &file_proto_api_specs_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1573,7 @@ func (x *PlacementPreference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PlacementPreference.ProtoReflect.Descriptor instead.
 func (*PlacementPreference) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{14}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *PlacementPreference) GetSpread() string {
@@ -1531,7 +1602,7 @@ type UpdateConfig struct {
 
 func (x *UpdateConfig) Reset() {
 	*x = UpdateConfig{}
-	mi := &file_proto_api_specs_proto_msgTypes[15]
+	mi := &file_proto_api_specs_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1543,7 +1614,7 @@ func (x *UpdateConfig) String() string {
 func (*UpdateConfig) ProtoMessage() {}
 
 func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[15]
+	mi := &file_proto_api_specs_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1556,7 +1627,7 @@ func (x *UpdateConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateConfig.ProtoReflect.Descriptor instead.
 func (*UpdateConfig) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{15}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *UpdateConfig) GetParallelism() uint64 {
@@ -1613,7 +1684,7 @@ type NetworkAttachmentConfig struct {
 
 func (x *NetworkAttachmentConfig) Reset() {
 	*x = NetworkAttachmentConfig{}
-	mi := &file_proto_api_specs_proto_msgTypes[16]
+	mi := &file_proto_api_specs_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1625,7 +1696,7 @@ func (x *NetworkAttachmentConfig) String() string {
 func (*NetworkAttachmentConfig) ProtoMessage() {}
 
 func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[16]
+	mi := &file_proto_api_specs_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1638,7 +1709,7 @@ func (x *NetworkAttachmentConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkAttachmentConfig.ProtoReflect.Descriptor instead.
 func (*NetworkAttachmentConfig) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{16}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *NetworkAttachmentConfig) GetTarget() string {
@@ -1666,7 +1737,7 @@ type EndpointSpec struct {
 
 func (x *EndpointSpec) Reset() {
 	*x = EndpointSpec{}
-	mi := &file_proto_api_specs_proto_msgTypes[17]
+	mi := &file_proto_api_specs_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1678,7 +1749,7 @@ func (x *EndpointSpec) String() string {
 func (*EndpointSpec) ProtoMessage() {}
 
 func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[17]
+	mi := &file_proto_api_specs_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1691,7 +1762,7 @@ func (x *EndpointSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EndpointSpec.ProtoReflect.Descriptor instead.
 func (*EndpointSpec) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{17}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EndpointSpec) GetMode() EndpointSpec_Mode {
@@ -1723,7 +1794,7 @@ type PortConfig struct {
 
 func (x *PortConfig) Reset() {
 	*x = PortConfig{}
-	mi := &file_proto_api_specs_proto_msgTypes[18]
+	mi := &file_proto_api_specs_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1806,7 @@ func (x *PortConfig) String() string {
 func (*PortConfig) ProtoMessage() {}
 
 func (x *PortConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[18]
+	mi := &file_proto_api_specs_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1819,7 @@ func (x *PortConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PortConfig.ProtoReflect.Descriptor instead.
 func (*PortConfig) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{18}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *PortConfig) GetName() string {
@@ -1798,7 +1869,7 @@ type SecretReference struct {
 
 func (x *SecretReference) Reset() {
 	*x = SecretReference{}
-	mi := &file_proto_api_specs_proto_msgTypes[19]
+	mi := &file_proto_api_specs_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1810,7 +1881,7 @@ func (x *SecretReference) String() string {
 func (*SecretReference) ProtoMessage() {}
 
 func (x *SecretReference) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[19]
+	mi := &file_proto_api_specs_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1823,7 +1894,7 @@ func (x *SecretReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretReference.ProtoReflect.Descriptor instead.
 func (*SecretReference) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{19}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SecretReference) GetSecretId() string {
@@ -1859,7 +1930,7 @@ type ConfigReference struct {
 
 func (x *ConfigReference) Reset() {
 	*x = ConfigReference{}
-	mi := &file_proto_api_specs_proto_msgTypes[20]
+	mi := &file_proto_api_specs_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1871,7 +1942,7 @@ func (x *ConfigReference) String() string {
 func (*ConfigReference) ProtoMessage() {}
 
 func (x *ConfigReference) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[20]
+	mi := &file_proto_api_specs_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1884,7 +1955,7 @@ func (x *ConfigReference) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigReference.ProtoReflect.Descriptor instead.
 func (*ConfigReference) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{20}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ConfigReference) GetConfigId() string {
@@ -1921,7 +1992,7 @@ type FileTarget struct {
 
 func (x *FileTarget) Reset() {
 	*x = FileTarget{}
-	mi := &file_proto_api_specs_proto_msgTypes[21]
+	mi := &file_proto_api_specs_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1933,7 +2004,7 @@ func (x *FileTarget) String() string {
 func (*FileTarget) ProtoMessage() {}
 
 func (x *FileTarget) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[21]
+	mi := &file_proto_api_specs_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1946,7 +2017,7 @@ func (x *FileTarget) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FileTarget.ProtoReflect.Descriptor instead.
 func (*FileTarget) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{21}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FileTarget) GetName() string {
@@ -1992,7 +2063,7 @@ type NetworkSpec struct {
 
 func (x *NetworkSpec) Reset() {
 	*x = NetworkSpec{}
-	mi := &file_proto_api_specs_proto_msgTypes[22]
+	mi := &file_proto_api_specs_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2004,7 +2075,7 @@ func (x *NetworkSpec) String() string {
 func (*NetworkSpec) ProtoMessage() {}
 
 func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[22]
+	mi := &file_proto_api_specs_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2017,7 +2088,7 @@ func (x *NetworkSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NetworkSpec.ProtoReflect.Descriptor instead.
 func (*NetworkSpec) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{22}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NetworkSpec) GetAnnotations() *Annotations {
@@ -2067,7 +2138,7 @@ type IPAMConfig struct {
 
 func (x *IPAMConfig) Reset() {
 	*x = IPAMConfig{}
-	mi := &file_proto_api_specs_proto_msgTypes[23]
+	mi := &file_proto_api_specs_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2079,7 +2150,7 @@ func (x *IPAMConfig) String() string {
 func (*IPAMConfig) ProtoMessage() {}
 
 func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[23]
+	mi := &file_proto_api_specs_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2092,7 +2163,7 @@ func (x *IPAMConfig) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IPAMConfig.ProtoReflect.Descriptor instead.
 func (*IPAMConfig) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{23}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *IPAMConfig) GetSubnet() string {
@@ -2127,7 +2198,7 @@ type SecretSpec struct {
 
 func (x *SecretSpec) Reset() {
 	*x = SecretSpec{}
-	mi := &file_proto_api_specs_proto_msgTypes[24]
+	mi := &file_proto_api_specs_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2139,7 +2210,7 @@ func (x *SecretSpec) String() string {
 func (*SecretSpec) ProtoMessage() {}
 
 func (x *SecretSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[24]
+	mi := &file_proto_api_specs_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2152,7 +2223,7 @@ func (x *SecretSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SecretSpec.ProtoReflect.Descriptor instead.
 func (*SecretSpec) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{24}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SecretSpec) GetAnnotations() *Annotations {
@@ -2180,7 +2251,7 @@ type ConfigSpec struct {
 
 func (x *ConfigSpec) Reset() {
 	*x = ConfigSpec{}
-	mi := &file_proto_api_specs_proto_msgTypes[25]
+	mi := &file_proto_api_specs_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2192,7 +2263,7 @@ func (x *ConfigSpec) String() string {
 func (*ConfigSpec) ProtoMessage() {}
 
 func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[25]
+	mi := &file_proto_api_specs_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2205,7 +2276,7 @@ func (x *ConfigSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConfigSpec.ProtoReflect.Descriptor instead.
 func (*ConfigSpec) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{25}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ConfigSpec) GetAnnotations() *Annotations {
@@ -2243,7 +2314,7 @@ type ClusterSpec struct {
 
 func (x *ClusterSpec) Reset() {
 	*x = ClusterSpec{}
-	mi := &file_proto_api_specs_proto_msgTypes[26]
+	mi := &file_proto_api_specs_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2255,7 +2326,7 @@ func (x *ClusterSpec) String() string {
 func (*ClusterSpec) ProtoMessage() {}
 
 func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_specs_proto_msgTypes[26]
+	mi := &file_proto_api_specs_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2268,7 +2339,7 @@ func (x *ClusterSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterSpec.ProtoReflect.Descriptor instead.
 func (*ClusterSpec) Descriptor() ([]byte, []int) {
-	return file_proto_api_specs_proto_rawDescGZIP(), []int{26}
+	return file_proto_api_specs_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ClusterSpec) GetAnnotations() *Annotations {
@@ -2345,7 +2416,7 @@ const file_proto_api_specs_proto_rawDesc = "" +
 	"\arestart\x18\x03 \x01(\v2\x18.shoal.api.RestartPolicyR\arestart\x122\n" +
 	"\tplacement\x18\x04 \x01(\v2\x14.shoal.api.PlacementR\tplacement\x12>\n" +
 	"\bnetworks\x18\x05 \x03(\v2\".shoal.api.NetworkAttachmentConfigR\bnetworks\x12!\n" +
-	"\fforce_update\x18\x06 \x01(\x04R\vforceUpdate\"\x80\a\n" +
+	"\fforce_update\x18\x06 \x01(\x04R\vforceUpdate\"\xbe\a\n" +
 	"\rContainerSpec\x12\x14\n" +
 	"\x05image\x18\x01 \x01(\tR\x05image\x12\x18\n" +
 	"\acommand\x18\x02 \x03(\tR\acommand\x12\x12\n" +
@@ -2369,14 +2440,19 @@ const file_proto_api_specs_proto_rawDesc = "" +
 	"\acap_add\x18\x12 \x03(\tR\x06capAdd\x12\x19\n" +
 	"\bcap_drop\x18\x13 \x03(\tR\acapDrop\x12?\n" +
 	"\asysctls\x18\x14 \x03(\v2%.shoal.api.ContainerSpec.SysctlsEntryR\asysctls\x12+\n" +
-	"\aulimits\x18\x15 \x03(\v2\x11.shoal.api.UlimitR\aulimits\x1a9\n" +
+	"\aulimits\x18\x15 \x03(\v2\x11.shoal.api.UlimitR\aulimits\x12<\n" +
+	"\rregistry_auth\x18\x16 \x01(\v2\x17.shoal.api.RegistryAuthR\fregistryAuth\x1a9\n" +
 	"\vLabelsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\x1a:\n" +
 	"\fSysctlsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01B\x14\n" +
-	"\x12_stop_grace_period\"D\n" +
+	"\x12_stop_grace_period\"m\n" +
+	"\fRegistryAuth\x12%\n" +
+	"\x0eserver_address\x18\x01 \x01(\tR\rserverAddress\x12\x1a\n" +
+	"\busername\x18\x02 \x01(\tR\busername\x12\x1a\n" +
+	"\bpassword\x18\x03 \x01(\tR\bpassword\"D\n" +
 	"\x06Ulimit\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04soft\x18\x02 \x01(\x03R\x04soft\x12\x12\n" +
@@ -2525,7 +2601,7 @@ func file_proto_api_specs_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_api_specs_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_proto_api_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_proto_api_specs_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_proto_api_specs_proto_goTypes = []any{
 	(Mount_Type)(0),                 // 0: shoal.api.Mount.Type
 	(RestartPolicy_Condition)(0),    // 1: shoal.api.RestartPolicy.Condition
@@ -2543,80 +2619,82 @@ var file_proto_api_specs_proto_goTypes = []any{
 	(*GlobalJob)(nil),               // 13: shoal.api.GlobalJob
 	(*TaskSpec)(nil),                // 14: shoal.api.TaskSpec
 	(*ContainerSpec)(nil),           // 15: shoal.api.ContainerSpec
-	(*Ulimit)(nil),                  // 16: shoal.api.Ulimit
-	(*Mount)(nil),                   // 17: shoal.api.Mount
-	(*HealthConfig)(nil),            // 18: shoal.api.HealthConfig
-	(*RestartPolicy)(nil),           // 19: shoal.api.RestartPolicy
-	(*Placement)(nil),               // 20: shoal.api.Placement
-	(*PlacementPreference)(nil),     // 21: shoal.api.PlacementPreference
-	(*UpdateConfig)(nil),            // 22: shoal.api.UpdateConfig
-	(*NetworkAttachmentConfig)(nil), // 23: shoal.api.NetworkAttachmentConfig
-	(*EndpointSpec)(nil),            // 24: shoal.api.EndpointSpec
-	(*PortConfig)(nil),              // 25: shoal.api.PortConfig
-	(*SecretReference)(nil),         // 26: shoal.api.SecretReference
-	(*ConfigReference)(nil),         // 27: shoal.api.ConfigReference
-	(*FileTarget)(nil),              // 28: shoal.api.FileTarget
-	(*NetworkSpec)(nil),             // 29: shoal.api.NetworkSpec
-	(*IPAMConfig)(nil),              // 30: shoal.api.IPAMConfig
-	(*SecretSpec)(nil),              // 31: shoal.api.SecretSpec
-	(*ConfigSpec)(nil),              // 32: shoal.api.ConfigSpec
-	(*ClusterSpec)(nil),             // 33: shoal.api.ClusterSpec
-	nil,                             // 34: shoal.api.ContainerSpec.LabelsEntry
-	nil,                             // 35: shoal.api.ContainerSpec.SysctlsEntry
-	(*Annotations)(nil),             // 36: shoal.api.Annotations
-	(NodeRole)(0),                   // 37: shoal.api.NodeRole
-	(NodeAvailability)(0),           // 38: shoal.api.NodeAvailability
-	(*ResourceRequirements)(nil),    // 39: shoal.api.ResourceRequirements
-	(*Platform)(nil),                // 40: shoal.api.Platform
+	(*RegistryAuth)(nil),            // 16: shoal.api.RegistryAuth
+	(*Ulimit)(nil),                  // 17: shoal.api.Ulimit
+	(*Mount)(nil),                   // 18: shoal.api.Mount
+	(*HealthConfig)(nil),            // 19: shoal.api.HealthConfig
+	(*RestartPolicy)(nil),           // 20: shoal.api.RestartPolicy
+	(*Placement)(nil),               // 21: shoal.api.Placement
+	(*PlacementPreference)(nil),     // 22: shoal.api.PlacementPreference
+	(*UpdateConfig)(nil),            // 23: shoal.api.UpdateConfig
+	(*NetworkAttachmentConfig)(nil), // 24: shoal.api.NetworkAttachmentConfig
+	(*EndpointSpec)(nil),            // 25: shoal.api.EndpointSpec
+	(*PortConfig)(nil),              // 26: shoal.api.PortConfig
+	(*SecretReference)(nil),         // 27: shoal.api.SecretReference
+	(*ConfigReference)(nil),         // 28: shoal.api.ConfigReference
+	(*FileTarget)(nil),              // 29: shoal.api.FileTarget
+	(*NetworkSpec)(nil),             // 30: shoal.api.NetworkSpec
+	(*IPAMConfig)(nil),              // 31: shoal.api.IPAMConfig
+	(*SecretSpec)(nil),              // 32: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),              // 33: shoal.api.ConfigSpec
+	(*ClusterSpec)(nil),             // 34: shoal.api.ClusterSpec
+	nil,                             // 35: shoal.api.ContainerSpec.LabelsEntry
+	nil,                             // 36: shoal.api.ContainerSpec.SysctlsEntry
+	(*Annotations)(nil),             // 37: shoal.api.Annotations
+	(NodeRole)(0),                   // 38: shoal.api.NodeRole
+	(NodeAvailability)(0),           // 39: shoal.api.NodeAvailability
+	(*ResourceRequirements)(nil),    // 40: shoal.api.ResourceRequirements
+	(*Platform)(nil),                // 41: shoal.api.Platform
 }
 var file_proto_api_specs_proto_depIdxs = []int32{
-	36, // 0: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
-	37, // 1: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
-	38, // 2: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeAvailability
-	36, // 3: shoal.api.ServiceSpec.annotations:type_name -> shoal.api.Annotations
+	37, // 0: shoal.api.NodeSpec.annotations:type_name -> shoal.api.Annotations
+	38, // 1: shoal.api.NodeSpec.desired_role:type_name -> shoal.api.NodeRole
+	39, // 2: shoal.api.NodeSpec.availability:type_name -> shoal.api.NodeAvailability
+	37, // 3: shoal.api.ServiceSpec.annotations:type_name -> shoal.api.Annotations
 	14, // 4: shoal.api.ServiceSpec.task:type_name -> shoal.api.TaskSpec
 	9,  // 5: shoal.api.ServiceSpec.mode:type_name -> shoal.api.ServiceMode
-	22, // 6: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
-	22, // 7: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
-	24, // 8: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
+	23, // 6: shoal.api.ServiceSpec.update:type_name -> shoal.api.UpdateConfig
+	23, // 7: shoal.api.ServiceSpec.rollback:type_name -> shoal.api.UpdateConfig
+	25, // 8: shoal.api.ServiceSpec.endpoint:type_name -> shoal.api.EndpointSpec
 	10, // 9: shoal.api.ServiceMode.replicated:type_name -> shoal.api.Replicated
 	11, // 10: shoal.api.ServiceMode.global:type_name -> shoal.api.Global
 	12, // 11: shoal.api.ServiceMode.replicated_job:type_name -> shoal.api.ReplicatedJob
 	13, // 12: shoal.api.ServiceMode.global_job:type_name -> shoal.api.GlobalJob
 	15, // 13: shoal.api.TaskSpec.container:type_name -> shoal.api.ContainerSpec
-	39, // 14: shoal.api.TaskSpec.resources:type_name -> shoal.api.ResourceRequirements
-	19, // 15: shoal.api.TaskSpec.restart:type_name -> shoal.api.RestartPolicy
-	20, // 16: shoal.api.TaskSpec.placement:type_name -> shoal.api.Placement
-	23, // 17: shoal.api.TaskSpec.networks:type_name -> shoal.api.NetworkAttachmentConfig
-	34, // 18: shoal.api.ContainerSpec.labels:type_name -> shoal.api.ContainerSpec.LabelsEntry
-	17, // 19: shoal.api.ContainerSpec.mounts:type_name -> shoal.api.Mount
-	18, // 20: shoal.api.ContainerSpec.healthcheck:type_name -> shoal.api.HealthConfig
-	26, // 21: shoal.api.ContainerSpec.secrets:type_name -> shoal.api.SecretReference
-	27, // 22: shoal.api.ContainerSpec.configs:type_name -> shoal.api.ConfigReference
-	35, // 23: shoal.api.ContainerSpec.sysctls:type_name -> shoal.api.ContainerSpec.SysctlsEntry
-	16, // 24: shoal.api.ContainerSpec.ulimits:type_name -> shoal.api.Ulimit
-	0,  // 25: shoal.api.Mount.type:type_name -> shoal.api.Mount.Type
-	1,  // 26: shoal.api.RestartPolicy.condition:type_name -> shoal.api.RestartPolicy.Condition
-	21, // 27: shoal.api.Placement.preferences:type_name -> shoal.api.PlacementPreference
-	40, // 28: shoal.api.Placement.platforms:type_name -> shoal.api.Platform
-	2,  // 29: shoal.api.UpdateConfig.failure_action:type_name -> shoal.api.UpdateConfig.FailureAction
-	3,  // 30: shoal.api.UpdateConfig.order:type_name -> shoal.api.UpdateConfig.Order
-	4,  // 31: shoal.api.EndpointSpec.mode:type_name -> shoal.api.EndpointSpec.Mode
-	25, // 32: shoal.api.EndpointSpec.ports:type_name -> shoal.api.PortConfig
-	5,  // 33: shoal.api.PortConfig.protocol:type_name -> shoal.api.PortConfig.Protocol
-	6,  // 34: shoal.api.PortConfig.publish_mode:type_name -> shoal.api.PortConfig.PublishMode
-	28, // 35: shoal.api.SecretReference.target:type_name -> shoal.api.FileTarget
-	28, // 36: shoal.api.ConfigReference.target:type_name -> shoal.api.FileTarget
-	36, // 37: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
-	30, // 38: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMConfig
-	36, // 39: shoal.api.SecretSpec.annotations:type_name -> shoal.api.Annotations
-	36, // 40: shoal.api.ConfigSpec.annotations:type_name -> shoal.api.Annotations
-	36, // 41: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
-	42, // [42:42] is the sub-list for method output_type
-	42, // [42:42] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	40, // 14: shoal.api.TaskSpec.resources:type_name -> shoal.api.ResourceRequirements
+	20, // 15: shoal.api.TaskSpec.restart:type_name -> shoal.api.RestartPolicy
+	21, // 16: shoal.api.TaskSpec.placement:type_name -> shoal.api.Placement
+	24, // 17: shoal.api.TaskSpec.networks:type_name -> shoal.api.NetworkAttachmentConfig
+	35, // 18: shoal.api.ContainerSpec.labels:type_name -> shoal.api.ContainerSpec.LabelsEntry
+	18, // 19: shoal.api.ContainerSpec.mounts:type_name -> shoal.api.Mount
+	19, // 20: shoal.api.ContainerSpec.healthcheck:type_name -> shoal.api.HealthConfig
+	27, // 21: shoal.api.ContainerSpec.secrets:type_name -> shoal.api.SecretReference
+	28, // 22: shoal.api.ContainerSpec.configs:type_name -> shoal.api.ConfigReference
+	36, // 23: shoal.api.ContainerSpec.sysctls:type_name -> shoal.api.ContainerSpec.SysctlsEntry
+	17, // 24: shoal.api.ContainerSpec.ulimits:type_name -> shoal.api.Ulimit
+	16, // 25: shoal.api.ContainerSpec.registry_auth:type_name -> shoal.api.RegistryAuth
+	0,  // 26: shoal.api.Mount.type:type_name -> shoal.api.Mount.Type
+	1,  // 27: shoal.api.RestartPolicy.condition:type_name -> shoal.api.RestartPolicy.Condition
+	22, // 28: shoal.api.Placement.preferences:type_name -> shoal.api.PlacementPreference
+	41, // 29: shoal.api.Placement.platforms:type_name -> shoal.api.Platform
+	2,  // 30: shoal.api.UpdateConfig.failure_action:type_name -> shoal.api.UpdateConfig.FailureAction
+	3,  // 31: shoal.api.UpdateConfig.order:type_name -> shoal.api.UpdateConfig.Order
+	4,  // 32: shoal.api.EndpointSpec.mode:type_name -> shoal.api.EndpointSpec.Mode
+	26, // 33: shoal.api.EndpointSpec.ports:type_name -> shoal.api.PortConfig
+	5,  // 34: shoal.api.PortConfig.protocol:type_name -> shoal.api.PortConfig.Protocol
+	6,  // 35: shoal.api.PortConfig.publish_mode:type_name -> shoal.api.PortConfig.PublishMode
+	29, // 36: shoal.api.SecretReference.target:type_name -> shoal.api.FileTarget
+	29, // 37: shoal.api.ConfigReference.target:type_name -> shoal.api.FileTarget
+	37, // 38: shoal.api.NetworkSpec.annotations:type_name -> shoal.api.Annotations
+	31, // 39: shoal.api.NetworkSpec.ipam:type_name -> shoal.api.IPAMConfig
+	37, // 40: shoal.api.SecretSpec.annotations:type_name -> shoal.api.Annotations
+	37, // 41: shoal.api.ConfigSpec.annotations:type_name -> shoal.api.Annotations
+	37, // 42: shoal.api.ClusterSpec.annotations:type_name -> shoal.api.Annotations
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_specs_proto_init() }
@@ -2632,17 +2710,17 @@ func file_proto_api_specs_proto_init() {
 		(*ServiceMode_GlobalJob)(nil),
 	}
 	file_proto_api_specs_proto_msgTypes[8].OneofWrappers = []any{}
-	file_proto_api_specs_proto_msgTypes[11].OneofWrappers = []any{}
 	file_proto_api_specs_proto_msgTypes[12].OneofWrappers = []any{}
-	file_proto_api_specs_proto_msgTypes[15].OneofWrappers = []any{}
-	file_proto_api_specs_proto_msgTypes[26].OneofWrappers = []any{}
+	file_proto_api_specs_proto_msgTypes[13].OneofWrappers = []any{}
+	file_proto_api_specs_proto_msgTypes[16].OneofWrappers = []any{}
+	file_proto_api_specs_proto_msgTypes[27].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_specs_proto_rawDesc), len(file_proto_api_specs_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
