@@ -144,8 +144,9 @@ func (m *Manager) Store() *store.MemoryStore { return m.store }
 // Raft returns the manager's Raft node.
 func (m *Manager) Raft() *raft.Node { return m.raft }
 
-// Control returns the user API implementation.
-func (m *Manager) Control() api.ControlServer { return m.control }
+// Control returns the user API implementation (controlapi's, with
+// ServiceLogs; see logs.go).
+func (m *Manager) Control() api.ControlServer { return &controlServer{Server: m.control, m: m} }
 
 // Membership returns the join service implementation.
 func (m *Manager) Membership() api.MembershipServer { return &membershipServer{m: m} }

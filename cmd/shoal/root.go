@@ -26,6 +26,8 @@ func newRootCmd() *cobra.Command {
 		newClusterCmd(g),
 		newNodeCmd(g),
 		newServiceCmd(g),
+		newImageCmd(g),
+		newVolumeCmd(g),
 	)
 	return root
 }

@@ -1,7 +1,8 @@
 package main
 
 // `shoal service`: create, list, inspect and remove services. Listing
-// their tasks is in service_ps.go, scaling in service_scale.go.
+// their tasks is in service_ps.go, scaling in service_scale.go, their
+// output in service_logs.go.
 
 import (
 	"context"
@@ -23,6 +24,7 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 		newServiceCreateCmd(g),
 		newServiceLsCmd(g),
 		newServicePsCmd(g),
+		newServiceLogsCmd(g),
 		newInspectCmd(g, "service", "SERVICE", getService, writeServicesPretty),
 		newServiceScaleCmd(g),
 		newServiceRmCmd(g),

@@ -43,6 +43,7 @@ type serviceOptions struct {
 	networks, publish                        []string
 	endpointMode                             string
 	update, rollback                         updateOptions
+	withRegistryAuth                         bool
 	lookupEnv                                func(string) (string, bool)
 }
 
@@ -130,6 +131,7 @@ func addServiceFlags(fs *pflag.FlagSet, o *serviceOptions) {
 
 	addUpdateFlags(typed, &o.update, "update", "an update")
 	addUpdateFlags(typed, &o.rollback, "rollback", "a rollback")
+	fs.BoolVar(&o.withRegistryAuth, "with-registry-auth", false, "send the image registry's credential (from $"+configEnv+", else ~/.docker/config.json) to the nodes")
 }
 
 // addUpdateFlags registers the --PREFIX-* flags of an update config with
@@ -172,7 +174,7 @@ func buildServiceSpec(o *serviceOptions, changed func(string) bool, image string
 func applyServiceOptions(spec *api.ServiceSpec, o *serviceOptions, changed func(string) bool) error {
 	steps := []func(*api.ServiceSpec, *serviceOptions, func(string) bool) error{
 		applyAnnotations, applyMode, applyContainer, applyHealth, applyResources,
-		applyRestart, applyPlacement, applyNetworks, applyEndpoint,
+		applyRestart, applyPlacement, applyNetworks, applyEndpoint, applyRegistryAuth,
 	}
 	for _, step := range steps {
 		if err := step(spec, o, changed); err != nil {

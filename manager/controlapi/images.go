@@ -16,6 +16,13 @@ type ImageResolver interface {
 	Resolve(ctx context.Context, ref string) (digest string, err error)
 }
 
+// AuthImageResolver is an ImageResolver that can also resolve images of
+// registries that want a credential: auth is the service's
+// registry_auth (never nil when called).
+type AuthImageResolver interface {
+	ResolveWithAuth(ctx context.Context, ref string, auth *api.RegistryAuth) (digest string, err error)
+}
+
 // resolveTimeout bounds how long a service write waits for the registry.
 const resolveTimeout = 3 * time.Second
 
@@ -28,7 +35,9 @@ func (s *Server) SetImageResolver(r ImageResolver) { s.images = r }
 
 // imageDigest returns the digest to record for image: the one in the
 // reference itself (NAME@DIGEST), else the resolver's answer, else "".
-func (s *Server) imageDigest(ctx context.Context, image string) string {
+// With a credential (auth with a username) and a resolver that is an
+// AuthImageResolver, the registry is asked with it.
+func (s *Server) imageDigest(ctx context.Context, image string, auth *api.RegistryAuth) string {
 	if i := strings.LastIndex(image, "@"); i >= 0 {
 		return image[i+1:]
 	}
@@ -37,7 +46,13 @@ func (s *Server) imageDigest(ctx context.Context, image string) string {
 	}
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	d, err := s.images.Resolve(ctx, image)
+	var d string
+	var err error
+	if ar, ok := s.images.(AuthImageResolver); ok && auth.GetUsername() != "" {
+		d, err = ar.ResolveWithAuth(ctx, image, auth)
+	} else {
+		d, err = s.images.Resolve(ctx, image)
+	}
 	if err != nil {
 		return ""
 	}
@@ -60,5 +75,12 @@ func (s *Server) updatedImageDigest(ctx context.Context, ref string, rollback bo
 	if image == cur.GetSpec().GetTask().GetContainer().GetImage() {
 		return image, cur.GetImageDigest(), true
 	}
-	return image, s.imageDigest(ctx, image), true
+	var auth *api.RegistryAuth
+	if a := next.GetTask().GetContainer().GetRegistryAuth(); a != nil {
+		// A blanked password stands for the stored one (UpdateService).
+		spec := clone(next)
+		keepRegistryPassword(cur.GetSpec(), spec)
+		auth = spec.GetTask().GetContainer().GetRegistryAuth()
+	}
+	return image, s.imageDigest(ctx, image, auth), true
 }

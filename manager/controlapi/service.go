@@ -25,7 +25,7 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 	if len(taken) > 0 { // fail before asking the registry
 		return nil, nameTaken(name, taken[0].GetId())
 	}
-	digest := s.imageDigest(ctx, spec.GetTask().GetContainer().GetImage())
+	digest := s.imageDigest(ctx, spec.GetTask().GetContainer().GetImage(), spec.GetTask().GetContainer().GetRegistryAuth())
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		if taken := tx.FindServices(store.ByName(name)); len(taken) > 0 {
 			return nameTaken(name, taken[0].GetId())
@@ -46,7 +46,7 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 	if svc == nil {
 		return nil, notFoundf("service %s (%s) not found: it was removed right after being created", name, id)
 	}
-	return &api.CreateServiceResponse{Service: clone(svc)}, nil
+	return &api.CreateServiceResponse{Service: redactService(svc)}, nil
 }
 
 // nameTaken is the AlreadyExists status for a service name in use.
@@ -67,7 +67,7 @@ func (s *Server) GetService(ctx context.Context, req *api.GetServiceRequest) (*a
 	if err != nil {
 		return nil, ToStatus(err)
 	}
-	return &api.GetServiceResponse{Service: clone(svc)}, nil
+	return &api.GetServiceResponse{Service: redactService(svc)}, nil
 }
 
 // ListServices returns the services, sorted by ID, whose name is one of
@@ -104,7 +104,7 @@ func (s *Server) ListServices(ctx context.Context, req *api.ListServicesRequest)
 			if !matchLabels(svc.GetSpec().GetAnnotations().GetLabels(), filters) {
 				continue
 			}
-			resp.Services = append(resp.Services, clone(svc))
+			resp.Services = append(resp.Services, redactService(svc))
 			resp.Counts[svc.GetId()] = replicaCount(svc, tx.FindTasks(store.ByServiceID(svc.GetId())))
 		}
 	})
@@ -156,7 +156,10 @@ func replicaCount(svc *api.Service, tasks []*api.Task) *api.ReplicaCount {
 // set, the request's spec is ignored and the service's previous_spec
 // becomes its spec (and the current spec its previous_spec); without a
 // previous spec the rollback fails with FailedPrecondition. The
-// orchestrator then replaces the tasks.
+// orchestrator then replaces the tasks. A spec whose registry_auth has
+// the stored server and username but an empty password keeps the stored
+// password, so a spec read back from the API (password blanked) can be
+// sent again unchanged.
 func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceRequest) (*api.UpdateServiceResponse, error) {
 	if !req.GetRollback() {
 		if err := ValidateServiceSpec(req.GetSpec()); err != nil {
@@ -187,6 +190,7 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 			}
 			svc.PreviousSpec = svc.Spec
 			svc.Spec = clone(req.GetSpec())
+			keepRegistryPassword(cur.GetSpec(), svc.Spec)
 		}
 		svc.SpecVersion++
 		if resolved && svc.GetSpec().GetTask().GetContainer().GetImage() == image {
@@ -204,7 +208,7 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 	if svc == nil {
 		return nil, notFoundf("service %s not found (it was removed after the update)", ref)
 	}
-	return &api.UpdateServiceResponse{Service: clone(svc)}, nil
+	return &api.UpdateServiceResponse{Service: redactService(svc)}, nil
 }
 
 // checkSpecChange refuses the changes a service update cannot make.

@@ -13,6 +13,7 @@ import (
 // GetService or GetNode first), desired_states are task states. Empty
 // filters select all tasks. The most selective index the filters allow
 // is used (service, then node, then desired state) rather than a scan.
+// Registry passwords in the task specs are blanked.
 func (s *Server) ListTasks(ctx context.Context, req *api.ListTasksRequest) (*api.ListTasksResponse, error) {
 	for i, st := range req.GetDesiredStates() {
 		if _, ok := api.TaskState_name[int32(st)]; !ok {
@@ -47,7 +48,7 @@ func (s *Server) ListTasks(ctx context.Context, req *api.ListTasksRequest) (*api
 			if (len(services) == 0 || services[t.GetServiceId()]) &&
 				(len(nodes) == 0 || nodes[t.GetNodeId()]) &&
 				(len(states) == 0 || states[t.GetDesiredState()]) {
-				out = append(out, clone(t))
+				out = append(out, redactTask(t))
 			}
 		}
 	})

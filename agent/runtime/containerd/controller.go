@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/containerd/containerd/v2/client"
-	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/signal"
 
@@ -70,7 +69,7 @@ func (c *Controller) Prepare(ctx context.Context) (err error) {
 	if err := checkHealthSpec(cs.GetHealthcheck()); err != nil {
 		return err
 	}
-	img, err := c.e.ensureImage(ctx, pinDigest(cs.GetImage(), c.task.GetImageDigest()))
+	img, err := c.e.ensureImage(ctx, pinDigest(cs.GetImage(), c.task.GetImageDigest()), cs.GetRegistryAuth())
 	if err != nil {
 		return err
 	}
@@ -134,7 +133,7 @@ func (c *Controller) cleanupPrepare() {
 func (c *Controller) nsContext() context.Context { return context.Background() }
 
 // Start implements runtime.Controller: it creates the container's task,
-// its output appended to Executor.LogPath, and starts it. A task that
+// its output captured in Executor.LogPath (see logs.go), and starts it. A task that
 // exists already is started if it was only created, and left alone
 // otherwise (running or exited: a task ID never runs twice). When the
 // task cannot be created or started, the container is deleted with its
@@ -154,8 +153,15 @@ func (c *Controller) Start(ctx context.Context) error {
 		if st.Status != client.Created {
 			return nil
 		}
+		if err := c.attachLogs(ctx, ctr); err != nil {
+			return err
+		}
 	case errdefs.IsNotFound(err):
-		task, err = ctr.NewTask(ctx, cio.LogFile(c.e.LogPath(c.id)))
+		ioc, err := c.e.newTaskIO(c.id)
+		if err != nil {
+			return err
+		}
+		task, err = ctr.NewTask(ctx, ioc)
 		if err != nil {
 			if ctx.Err() != nil || errdefs.IsUnavailable(err) {
 				return classify(err, "create task "+c.id)
@@ -163,6 +169,7 @@ func (c *Controller) Start(ctx context.Context) error {
 			c.deleteFailed(ctr, nil)
 			return fmt.Errorf("create task %s: %w", c.id, err)
 		}
+		c.e.taskStarted(c.id, task)
 	default:
 		return classify(err, "load task "+c.id)
 	}
@@ -189,6 +196,19 @@ func (c *Controller) deleteFailed(ctr client.Container, task client.Task) {
 	if err := ctr.Delete(ctx, client.WithSnapshotCleanup); err != nil && !errdefs.IsNotFound(err) {
 		c.e.log.Warn("delete container of failed start", "task", c.id, "err", err)
 	}
+	if err := c.e.closeTaskLog(c.id); err != nil {
+		c.e.log.Warn("close log of failed start", "task", c.id, "err", err)
+	}
+}
+
+// attachLogs captures the output of the container's existing task again
+// (after an agent restart). A task that has exited has nothing more to
+// say and is left alone.
+func (c *Controller) attachLogs(ctx context.Context, ctr client.Container) error {
+	if err := c.e.attachTaskIO(ctx, c.id, ctr.Task); err != nil {
+		return classify(err, "attach to the output of task "+c.id)
+	}
+	return nil
 }
 
 // loadTask returns the container's task; ErrContainerGone (wrapped) when
@@ -344,7 +364,7 @@ func (c *Controller) stop(ctx context.Context, sig syscall.Signal, grace time.Du
 
 // Remove implements runtime.Controller: it deletes the task (killing
 // its process if it still runs), the container with its snapshot, the
-// network namespace and the log file. Missing pieces are skipped; named
+// network namespace and the log files (the output capture stops). Missing pieces are skipped; named
 // volumes are kept.
 func (c *Controller) Remove(ctx context.Context) error {
 	c.haltHealth(true)
@@ -372,21 +392,27 @@ func (c *Controller) Remove(ctx context.Context) error {
 	if err := removeNetNS(c.e.NetNSPath(c.id)); err != nil {
 		return err
 	}
-	if err := removeFile(c.e.LogPath(c.id)); err != nil {
-		return fmt.Errorf("remove log of task %s: %w", c.id, err)
+	if err := c.e.closeTaskLog(c.id); err != nil {
+		c.e.log.Warn("close log", "task", c.id, "err", err)
+	}
+	for _, p := range []string{c.e.LogPath(c.id), c.e.LogPath(c.id) + ".1"} {
+		if err := removeFile(p); err != nil {
+			return fmt.Errorf("remove log of task %s: %w", c.id, err)
+		}
 	}
 	return nil
 }
 
 // Reattach implements runtime.Reattacher. containerd keeps its own
 // records, so it only checks them (and remembers the last health, so
-// that a task that was healthy starts its probes healthy): the
+// that a task that was healthy starts its probes healthy) and, for a task
+// that has not exited, captures its output again: the
 // container is looked up by task ID (nothing is started or created); a
 // missing one is logged, and Wait will then fail with runtime.ErrContainerGone. An unreachable daemon
 // wraps runtime.ErrTemporary.
 func (c *Controller) Reattach(ctx context.Context, last *api.TaskStatus) error {
 	c.lastHealth = last.GetHealth()
-	_, task, err := c.loadTask(ctx)
+	ctr, task, err := c.loadTask(ctx)
 	if errors.Is(err, runtime.ErrContainerGone) {
 		if last.GetState() >= api.TaskState_TASK_STATE_STARTING {
 			c.e.log.Warn("task's container did not survive the restart", "task", c.id, "last", last.GetState(), "err", err)
@@ -395,6 +421,13 @@ func (c *Controller) Reattach(ctx context.Context, last *api.TaskStatus) error {
 	}
 	if err != nil {
 		return err
+	}
+	if st, err := task.Status(ctx); err != nil {
+		return classify(err, "task status "+c.id)
+	} else if st.Status != client.Stopped {
+		if err := c.attachLogs(ctx, ctr); err != nil {
+			c.e.log.Warn("task output is no longer captured", "task", c.id, "err", err)
+		}
 	}
 	c.e.log.Info("reattached to task", "task", c.id, "pid", task.Pid())
 	return nil

@@ -11,8 +11,9 @@
 // (a bind mount under StateDir/netns, holding only a loopback interface
 // that is up) and creates the container: an overlayfs snapshot of the
 // image and an OCI spec made from the task (see spec.go). Start runs the
-// container's task with stdout and stderr appended to
-// StateDir/logs/TASKID.log. Wait, Shutdown, Terminate and Remove work from
+// container's task with stdout and stderr captured, line by line with
+// timestamps, in StateDir/logs/TASKID.log (rotated; see logs.go and
+// ReadLogs). Wait, Shutdown, Terminate and Remove work from
 // containerd's own records, found by task ID, so a controller made by a
 // new Executor after an agent restart (Reattach) finds a running task
 // again instead of starting another.
@@ -40,6 +41,7 @@ import (
 	"os"
 	"path/filepath"
 	goruntime "runtime"
+	"sync"
 	"time"
 
 	runcoptions "github.com/containerd/containerd/api/types/runc/options"
@@ -72,8 +74,9 @@ type Config struct {
 	// machine its own.
 	Namespace string
 	// StateDir holds the executor's files: netns/ (task network
-	// namespaces), logs/ (task output) and volumes/ (named volumes, kept
-	// after their tasks). Required; created if missing.
+	// namespaces), logs/ (task output), fifo/ (the FIFOs task output is
+	// read from) and volumes/ (named volumes, kept after their tasks).
+	// Required; created if missing.
 	StateDir string
 	// Runc is the absolute path of the runc binary the shim runs; empty
 	// means "runc" from the shim's PATH.
@@ -84,6 +87,10 @@ type Config struct {
 	// InsecureRegistries are registry hosts (host:port) pulled from over
 	// plain HTTP instead of HTTPS.
 	InsecureRegistries []string
+	// LogMaxBytes is the size at which a task's log file is rotated
+	// (one rotated file, TASKID.log.1, is kept); DefaultLogMaxBytes when
+	// zero. See logs.go.
+	LogMaxBytes int64
 	// Logger receives the executor's log; slog.Default() when nil.
 	Logger *slog.Logger
 }
@@ -94,6 +101,10 @@ type Executor struct {
 	cfg    Config
 	client *client.Client
 	log    *slog.Logger
+
+	// logs holds the open output captures, by task ID (logs.go).
+	logsMu sync.Mutex
+	logs   map[string]*taskLog
 }
 
 var _ runtime.Executor = (*Executor)(nil)
@@ -125,7 +136,7 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		return nil, fmt.Errorf("containerd executor: state directory: %w", err)
 	}
 	cfg.StateDir = abs
-	for _, d := range []string{netnsDir(cfg.StateDir), logsDir(cfg.StateDir), volumesDir(cfg.StateDir)} {
+	for _, d := range []string{netnsDir(cfg.StateDir), logsDir(cfg.StateDir), volumesDir(cfg.StateDir), fifoDir(cfg.StateDir)} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("containerd executor: %w", err)
 		}
@@ -144,15 +155,20 @@ func New(ctx context.Context, cfg Config) (*Executor, error) {
 		c.Close()
 		return nil, fmt.Errorf("%w: containerd does not answer on %s: %v", runtime.ErrTemporary, cfg.Address, err)
 	}
-	return &Executor{cfg: cfg, client: c, log: cfg.Logger.With("component", "containerd-executor", "namespace", cfg.Namespace)}, nil
+	return &Executor{
+		cfg: cfg, client: c, log: cfg.Logger.With("component", "containerd-executor", "namespace", cfg.Namespace),
+		logs: map[string]*taskLog{},
+	}, nil
 }
 
 // Client returns the executor's containerd client (default namespace
 // Config.Namespace), for callers that inspect containers themselves.
 func (e *Executor) Client() *client.Client { return e.client }
 
-// Close closes the connection to the daemon. Containers keep running.
-func (e *Executor) Close() error { return e.client.Close() }
+// Close closes the connection to the daemon and stops capturing task
+// output (a later executor's controllers attach again on Reattach).
+// Containers keep running.
+func (e *Executor) Close() error { return errors.Join(e.closeTaskLogs(), e.client.Close()) }
 
 // Describe implements runtime.Executor: the machine's CPU count, memory,
 // OS and architecture, its hostname, and the containerd version as the

@@ -72,11 +72,15 @@ type Daemon struct {
 	lock  *os.File
 	mux   *raft.Mux
 	grpc  *grpc.Server
+	logs  *agent.LogServer // the node's Logs service; reads the executor once runAgent has one
 	unix  net.Listener
 	desc  *api.NodeDescription
 
 	cancel  context.CancelFunc
 	leaving atomic.Bool // set while the node leaves: a removal is expected
+	// ctrdExec is the containerd executor once the agent made it (nil on
+	// a simulated-runtime node), for the LocalNode image and volume calls.
+	ctrdExec atomic.Pointer[ctrd.Executor]
 
 	mu      sync.Mutex
 	manager *manager.Manager
@@ -246,6 +250,8 @@ func (d *Daemon) listen() error {
 	}
 	d.mux = raft.NewMux(ln, advAddr)
 	d.grpc = grpc.NewServer()
+	d.logs = agent.NewLogServer()
+	api.RegisterLogsServer(d.grpc, d.logs)
 	resolve := func(pick func(*manager.Manager) any) func() (any, error) {
 		return func() (any, error) {
 			m := d.currentManager()
@@ -422,6 +428,10 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 	exec, err := d.executor(ctx)
 	if err != nil {
 		return err
+	}
+	d.logs.SetReader(exec)
+	if e, ok := exec.(*ctrd.Executor); ok {
+		d.ctrdExec.Store(e)
 	}
 	a := agent.New(agent.Config{
 		NodeID:      d.state.NodeID,
