@@ -34,14 +34,20 @@ func newImageCmd(g *globalOptions) *cobra.Command {
 func newImageLoadCmd(g *globalOptions) *cobra.Command {
 	var input string
 	cmd := &cobra.Command{
-		Use:   "load [-i FILE]",
+		Use:   "load [-i FILE | FILE]",
 		Short: "Load an image archive into this node's containerd",
 		Long: `Load an image archive (an OCI image layout tar, or the output of
 docker save) from FILE or standard input into this node's containerd, for
 nodes that cannot reach a registry. Tasks on this node then run the loaded
 images without pulling. Prints "Loaded image: REF" per image.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(args) == 1 {
+				if input != "" {
+					return fmt.Errorf("give the archive either as FILE or with -i, not both")
+				}
+				input = args[0]
+			}
 			var r io.Reader = cmd.InOrStdin()
 			if input != "" && input != "-" {
 				f, err := os.Open(input)

@@ -204,14 +204,18 @@ func taskStateName(s api.TaskState) string {
 }
 
 // currentStateText is the observed state and how long ago it was
-// reached, e.g. "Running 2 minutes ago"; just the state when the status
-// has no time.
+// reached, e.g. "Running 2 minutes ago", followed by the health check's
+// verdict when the task has one, e.g. "Starting 3 seconds ago
+// (starting)"; just the state when the status has no time.
 func currentStateText(st *api.TaskStatus, now time.Time) string {
-	name := taskStateName(st.GetState())
-	if st.GetTimestamp() == 0 {
-		return name
+	text := taskStateName(st.GetState())
+	if st.GetTimestamp() != 0 {
+		text += " " + humanAge(now.Sub(time.Unix(0, st.GetTimestamp()))) + " ago"
 	}
-	return name + " " + humanAge(now.Sub(time.Unix(0, st.GetTimestamp()))) + " ago"
+	if h := st.GetHealth(); h != "" {
+		text += " (" + h + ")"
+	}
+	return text
 }
 
 // humanAge says how long a duration is the way docker does in its

@@ -65,6 +65,7 @@ func testTasks() []*api.Task {
 	m, h := time.Minute, time.Hour
 	web2 := task("w2aaaaaaaaaaaaaaaaaaaaaaa", webID, 2, worker2, sRunning, sRunning, 3*h, 3*h, "")
 	web2.Status.Ports = []*api.PortConfig{{TargetPort: 80, PublishedPort: 8080, PublishMode: api.PortConfig_PUBLISH_MODE_HOST}}
+	web2.Status.Health = "healthy"
 	agentOld := task("a1oldaaaaaaaaaaaaaaaaaaaa", agentID, 0, selfID, sShutdown, sComplete, 49*h, 60*h, "")
 	agentOld.Spec.Container.Image = "shoal/agent:0.9"
 	tasks := []*api.Task{

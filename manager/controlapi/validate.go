@@ -176,6 +176,9 @@ func validateContainer(field string, c *api.ContainerSpec) error {
 	return nil
 }
 
+// secretsDir is where a task's secrets appear; mounts may not cover it.
+const secretsDir = "/run/secrets"
+
 // validateMounts checks each mount and that no two share a target.
 func validateMounts(field string, mounts []*api.Mount) error {
 	targets := map[string]int{}
@@ -190,6 +193,9 @@ func validateMounts(field string, mounts []*api.Mount) error {
 		}
 		if !path.IsAbs(target) {
 			return fieldErr(f+".target", "%q is not absolute: write a path starting with /", target)
+		}
+		if clean := path.Clean(target); clean == secretsDir || strings.HasPrefix(clean, secretsDir+"/") {
+			return fieldErr(f+".target", "%q is reserved for secrets (%s/NAME): mount somewhere else, and give secrets with --secret", target, secretsDir)
 		}
 		clean := path.Clean(target)
 		if j, dup := targets[clean]; dup {
