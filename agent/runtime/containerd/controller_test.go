@@ -195,6 +195,7 @@ func TestSpecFromTask(t *testing.T) {
 		Env:      []string{"SLEEP=60s", "GREETING=hello"},
 		Dir:      "/tmp",
 		User:     "65534:65534",
+		Groups:   []string{"1234"},
 		Hostname: "web-1",
 		ReadOnly: true,
 		Labels:   map[string]string{"team": "blue"},
@@ -217,6 +218,9 @@ func TestSpecFromTask(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := spec.Process
+	if !slices.Contains(p.User.AdditionalGids, 1234) {
+		t.Errorf("additional gids %v, want 1234 among them", p.User.AdditionalGids)
+	}
 	if !slices.Equal(p.Args, []string{"/bin/exit"}) || p.Cwd != "/tmp" || p.User.UID != 65534 || p.User.GID != 65534 {
 		t.Errorf("process = args %v cwd %q user %+v", p.Args, p.Cwd, p.User)
 	}

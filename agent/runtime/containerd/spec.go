@@ -78,6 +78,10 @@ func specOpts(ctx context.Context, t *api.Task, img client.Image, netnsPath stri
 	if cs.GetUser() != "" {
 		opts = append(opts, oci.WithUser(cs.GetUser()))
 	}
+	if g := cs.GetGroups(); len(g) > 0 {
+		// Names are looked up in the image's /etc/group; gids pass as is.
+		opts = append(opts, oci.WithAppendAdditionalGroups(g...))
+	}
 	host := cs.GetHostname()
 	if host == "" {
 		host = t.GetId()[:min(12, len(t.GetId()))]
