@@ -11,8 +11,10 @@ PROTO_FILES := $(wildcard proto/api/*.proto)
 
 all: build
 
+# Static (CGO_ENABLED=0), so the binary can also serve as containers'
+# init (`shoal init`, bind-mounted for tasks with --init).
 build:
-	go build -o bin/shoal ./cmd/shoal
+	CGO_ENABLED=0 go build -o bin/shoal ./cmd/shoal
 
 # Every tool the build and the tests need (protoc and plugins; runc,
 # containerd, its shim and a registry for the runtime tests).

@@ -38,7 +38,7 @@ start() { # N extra-args...
 }
 
 up() {
-	[ -x "$BIN" ] || go build -o "$BIN" ./cmd/shoal
+	[ -x "$BIN" ] || CGO_ENABLED=0 go build -o "$BIN" ./cmd/shoal
 	start 1 --init
 	local token
 	token=$("$BIN" --host "$(addr 1)" cluster join-token manager -q)

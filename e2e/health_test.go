@@ -71,3 +71,23 @@ func TestHealthCheckGatesRunningAndReplacesUnhealthy(t *testing.T) {
 		return fmt.Errorf("no healthy replacement yet:\n%s", describeTasks(tasks))
 	})
 }
+
+// --init puts shoal's own init in front of the command as PID 1; it
+// forwards the stop signal, so the task still stops cleanly.
+func TestInitRunsAsPID1(t *testing.T) {
+	h := newCtrdHost(t)
+	h.startDaemon(t)
+	id := h.create(t, "withinit", []string{"--init"}, h.ref)
+	task := h.waitRunning(t, id, 1, 60*time.Second)[0]
+	pid := h.mustPID(t, task.Id)
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	if len(args) < 4 || args[0] != "/sbin/shoal-init" || args[1] != "init" || args[3] != "/bin/sleeper" {
+		t.Fatalf("PID 1 of the task runs %q, want /sbin/shoal-init init -- /bin/sleeper", args)
+	}
+	h.remove(t, id)
+	h.waitNoContainers(t, id, 30*time.Second)
+}

@@ -19,6 +19,7 @@ func TestMain(m *testing.M) {
 	}
 	shoalBin = filepath.Join(dir, "shoal")
 	build := exec.Command("go", "build", "-o", shoalBin, "../cmd/shoal")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // static: it is also containers' init
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "build shoal:", err)

@@ -131,9 +131,6 @@ func validateContainer(field string, c *api.ContainerSpec) error {
 	if strings.IndexFunc(image, isSpace) >= 0 {
 		return fieldErr(field+".image", "%q contains whitespace: an image reference is NAME[:TAG][@DIGEST]", image)
 	}
-	if c.GetInit() {
-		return fieldErr(field+".init", "not supported yet: no init process can be injected into the container; leave --init off")
-	}
 	for i, e := range c.GetEnv() {
 		f := fmt.Sprintf("%s.env[%d]", field, i)
 		if e == "" {

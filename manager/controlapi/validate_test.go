@@ -101,7 +101,6 @@ var validateCases = []struct {
 	{"mount target relative", func(s *api.ServiceSpec) { s.Task.Container.Mounts[0].Target = "data" }, "task.container.mounts[0].target", "absolute"},
 	{"mount target missing", func(s *api.ServiceSpec) { s.Task.Container.Mounts[0].Target = "" }, "task.container.mounts[0].target", "required"},
 	{"mount over the secrets dir", func(s *api.ServiceSpec) { s.Task.Container.Mounts[0].Target = "/run/secrets/db" }, "task.container.mounts[0].target", "reserved for secrets"},
-	{"init not supported yet", func(s *api.ServiceSpec) { s.Task.Container.Init = true }, "task.container.init", "not supported yet"},
 	{"mount target duplicate", func(s *api.ServiceSpec) { s.Task.Container.Mounts[2].Target = "/data/" }, "task.container.mounts[2].target", "mounts[0]"},
 	{"bind source relative", func(s *api.ServiceSpec) { s.Task.Container.Mounts[1].Source = "etc/app" }, "task.container.mounts[1].source", "absolute"},
 	{"bind source missing", func(s *api.ServiceSpec) { s.Task.Container.Mounts[1].Source = "" }, "task.container.mounts[1].source", "required"},

@@ -90,6 +90,13 @@ func (c *Controller) Prepare(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	if cs.GetInit() {
+		o, err := c.e.initOpts()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, o...)
+	}
 	// A snapshot without a container (a Remove cut short) is stale.
 	if err := cl.SnapshotService(snapshotter).Remove(ctx, c.id); err != nil && !errdefs.IsNotFound(err) {
 		return classify(err, "remove stale snapshot "+c.id)

@@ -91,6 +91,11 @@ type Config struct {
 	// (one rotated file, TASKID.log.1, is kept); DefaultLogMaxBytes when
 	// zero. See logs.go.
 	LogMaxBytes int64
+	// InitPath is the absolute path of a statically linked binary whose
+	// `init -- COMMAND...` runs COMMAND as a reaping, signal-forwarding
+	// PID 1 (the shoal binary built with CGO_ENABLED=0). Empty: tasks that
+	// ask for --init are rejected.
+	InitPath string
 	// Logger receives the executor's log; slog.Default() when nil.
 	Logger *slog.Logger
 }

@@ -48,3 +48,13 @@ func TestPinDigest(t *testing.T) {
 		}
 	}
 }
+
+func TestInitNeedsAnInitBinary(t *testing.T) {
+	if _, err := (&Executor{}).initOpts(); !errors.Is(err, runtime.ErrTaskRejected) || !strings.Contains(err.Error(), "CGO_ENABLED=0") {
+		t.Fatalf("initOpts without InitPath: %v; want ErrTaskRejected saying how to get one", err)
+	}
+	opts, err := (&Executor{cfg: Config{InitPath: "/usr/bin/shoal"}}).initOpts()
+	if err != nil || len(opts) != 2 {
+		t.Fatalf("initOpts: %d options, %v", len(opts), err)
+	}
+}

@@ -6,6 +6,7 @@ package daemon
 
 import (
 	"context"
+	"debug/elf"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -539,6 +540,9 @@ func (d *Daemon) executor(ctx context.Context) (execrt.Executor, error) {
 			cc.StateDir = filepath.Join(d.cfg.DataDir, "containerd")
 		}
 		cc.Logger = d.log
+		if cc.InitPath == "" {
+			cc.InitPath = staticSelf(d.log)
+		}
 		e, err := ctrd.New(ctx, cc)
 		if err != nil {
 			return nil, fmt.Errorf("--runtime containerd: %w", err)
@@ -548,6 +552,28 @@ func (d *Daemon) executor(ctx context.Context) (execrt.Executor, error) {
 	sc := d.cfg.Simulated
 	sc.Description = d.desc
 	return simulated.New(sc), nil
+}
+
+// staticSelf returns this binary's path when it is statically linked, so
+// it can serve as containers' init (`shoal init`); "" otherwise (tasks
+// that ask for --init are then rejected with a message).
+func staticSelf(log *slog.Logger) string {
+	self, err := os.Executable()
+	if err != nil {
+		return ""
+	}
+	f, err := elf.Open(self)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			log.Info("this shoal binary is dynamically linked: tasks cannot use --init (build with CGO_ENABLED=0)")
+			return ""
+		}
+	}
+	return self
 }
 
 // memoryBytes reads the machine's memory from /proc/meminfo (0 if unknown).
