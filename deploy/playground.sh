@@ -31,7 +31,8 @@ start() { # N extra-args...
 	if running "$n"; then return; fi
 	local mode=()
 	[ -f "$DIR/m$n/node.json" ] || mode=("$@")
-	setsid "$BIN" daemon --data-dir "$DIR/m$n" --listen-addr "$(addr "$n")" --hostname "m$n" "${mode[@]}" \
+	# Simulated tasks until the playground runs a containerd per host.
+	setsid "$BIN" daemon --data-dir "$DIR/m$n" --listen-addr "$(addr "$n")" --hostname "m$n" --runtime simulated "${mode[@]}" \
 		>>"$DIR/m$n/daemon.log" 2>&1 </dev/null &
 	echo $! >"$DIR/m$n/pid"
 	wait_serving "$n"

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -25,9 +26,11 @@ type daemon struct {
 	dir     string
 	addr    string
 	logPath string
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	conn    *grpc.ClientConn
+	// logOffset is the log's size when the current run started.
+	logOffset int64
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	conn      *grpc.ClientConn
 }
 
 // freePort returns a loopback address with a port that was free a moment ago.
@@ -73,9 +76,18 @@ func (d *daemon) start(extra ...string) {
 	d.t.Helper()
 	args := append([]string{"daemon", "--data-dir", d.dir, "--listen-addr", d.addr, "--hostname", d.name,
 		"--heartbeat-period", "500ms", "--log-level", "debug"}, extra...)
+	if !slices.Contains(extra, "--runtime") {
+		// Control-plane tests need no containers.
+		args = append(args, "--runtime", "simulated")
+	}
 	logf, err := os.OpenFile(d.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		d.t.Fatal(err)
+	}
+	// The log is appended to across restarts: only lines after this
+	// offset tell that this run is serving.
+	if st, err := logf.Stat(); err == nil {
+		d.logOffset = st.Size()
 	}
 	d.cmd = exec.Command(shoalBin, args...)
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
@@ -104,7 +116,7 @@ func (d *daemon) waitServing(timeout time.Duration) {
 			d.t.Fatalf("%s exited during start:\n%s", d.name, lastLines(string(b), 30))
 		default:
 		}
-		if b, _ := os.ReadFile(d.logPath); bytes.Contains(b, []byte("is serving on")) {
+		if b, _ := os.ReadFile(d.logPath); int64(len(b)) > d.logOffset && bytes.Contains(b[d.logOffset:], []byte("is serving on")) {
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
