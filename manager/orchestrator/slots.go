@@ -66,44 +66,41 @@ func (w *world) head(s *slot) *tv {
 // slotsByNumber groups the service's tasks by slot number, slots in
 // ascending order and each slot's tasks in creation order.
 func (w *world) slotsByNumber() []*slot {
-	m := map[uint64]*slot{}
-	for _, v := range w.tasks {
-		n := v.t.GetSlot()
-		s := m[n]
-		if s == nil {
-			s = &slot{num: n}
-			m[n] = s
-		}
-		s.tasks = append(s.tasks, v)
-	}
-	out := make([]*slot, 0, len(m))
-	for _, s := range m {
-		slices.SortFunc(s.tasks, w.creationOrder)
-		out = append(out, s)
-	}
-	slices.SortFunc(out, func(a, b *slot) int { return cmp.Compare(a.num, b.num) })
-	return out
+	return groupSlots(w, func(v *tv) uint64 { return v.t.GetSlot() },
+		func(n uint64) *slot { return &slot{num: n} })
 }
 
 // slotsByNode groups the service's tasks by node, nodes in ID order and
 // each node's tasks in creation order. Tasks with no node are under "".
 func (w *world) slotsByNode() []*slot {
-	m := map[string]*slot{}
+	return groupSlots(w, func(v *tv) string { return v.t.GetNodeId() },
+		func(id string) *slot { return &slot{node: id} })
+}
+
+// groupSlots groups the service's tasks into slots by key, slots in key
+// order and each slot's tasks in creation order; newSlot makes the slot
+// of a key.
+func groupSlots[K cmp.Ordered](w *world, key func(*tv) K, newSlot func(K) *slot) []*slot {
+	m := map[K]*slot{}
 	for _, v := range w.tasks {
-		id := v.t.GetNodeId()
-		s := m[id]
+		k := key(v)
+		s := m[k]
 		if s == nil {
-			s = &slot{node: id}
-			m[id] = s
+			s = newSlot(k)
+			m[k] = s
 		}
 		s.tasks = append(s.tasks, v)
 	}
-	out := make([]*slot, 0, len(m))
-	for _, s := range m {
+	keys := make([]K, 0, len(m))
+	for k, s := range m {
 		slices.SortFunc(s.tasks, w.creationOrder)
-		out = append(out, s)
+		keys = append(keys, k)
 	}
-	slices.SortFunc(out, func(a, b *slot) int { return cmp.Compare(a.node, b.node) })
+	slices.Sort(keys)
+	out := make([]*slot, len(keys))
+	for i, k := range keys {
+		out[i] = m[k]
+	}
 	return out
 }
 
