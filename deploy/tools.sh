@@ -64,6 +64,10 @@ install_proto() {
 }
 
 install_runtime() {
+	# ip and nsenter build and enter the namespace hosts of the playground
+	# and the end-to-end tests.
+	command -v ip >/dev/null || apt_install iproute2
+	command -v nsenter >/dev/null || apt_install util-linux
 	if ! command -v runc >/dev/null && [ ! -x /usr/sbin/runc ]; then
 		apt_install runc
 	fi

@@ -18,7 +18,7 @@ import (
 
 	ctrdexec "github.com/shoalhq/shoal/agent/runtime/containerd"
 	"github.com/shoalhq/shoal/agent/runtime/containerd/ctrdtest"
-	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/deploy/images"
 	"github.com/shoalhq/shoal/proto/api"
 )
 

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/agent/runtime/containerd/ctrdtest"
-	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/deploy/images"
 	"github.com/shoalhq/shoal/proto/api"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/agent/runtime"
-	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/deploy/images"
 	"github.com/shoalhq/shoal/proto/api"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 
 	"github.com/shoalhq/shoal/agent/runtime"
-	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/deploy/images"
 	"github.com/shoalhq/shoal/proto/api"
 )
 

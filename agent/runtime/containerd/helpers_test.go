@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/shoalhq/shoal/agent/runtime/containerd/ctrdtest"
-	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/deploy/images"
 	"github.com/shoalhq/shoal/proto/api"
 )
 

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/shoalhq/shoal/e2e/images"
+	"github.com/shoalhq/shoal/deploy/images"
 	"github.com/shoalhq/shoal/proto/api"
 )
 

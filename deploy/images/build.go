@@ -292,12 +292,12 @@ func imageConfig(opts BuildOptions, diffID digest.Digest) configFile {
 	return configFile{
 		Image: ocispec.Image{
 			Created:  &created,
-			Author:   "shoal e2e/images",
+			Author:   "shoal deploy/images",
 			Platform: ocispec.Platform{OS: "linux", Architecture: runtime.GOARCH},
 			RootFS:   ocispec.RootFS{Type: "layers", DiffIDs: []digest.Digest{diffID}},
 			History: []ocispec.History{{
 				Created:   &created,
-				CreatedBy: "shoal e2e/images: " + strings.Join(opts.Programs, " "),
+				CreatedBy: "shoal deploy/images: " + strings.Join(opts.Programs, " "),
 			}},
 		},
 		Config: containerConfig{

@@ -162,22 +162,7 @@ func startRegistry(t testing.TB, addr string, o RegistryOptions) (*Registry, err
 		client:   &http.Client{Timeout: 5 * time.Minute},
 		done:     make(chan struct{}),
 	}
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: info
-  formatter: text
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-  maintenance:
-    uploadpurging:
-      enabled: false
-http:
-  addr: %s
-  secret: shoal-e2e-images-secret
-`, filepath.Join(dir, "data"), addr)
+	cfg := RegistryConfig(filepath.Join(dir, "data"), addr)
 	if o.User != "" {
 		hash, err := bcrypt.GenerateFromPassword([]byte(o.Password), bcrypt.MinCost)
 		if err != nil {
@@ -257,6 +242,38 @@ http:
 	}
 }
 
+// RegistryConfig returns the registry's YAML config: plain HTTP on addr,
+// blobs stored under dataDir, deletes allowed, no upload purging.
+func RegistryConfig(dataDir, addr string) string {
+	return fmt.Sprintf(`version: 0.1
+log:
+  level: info
+  formatter: text
+storage:
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: %s
+  secret: shoal-images-registry-secret
+`, dataDir, addr)
+}
+
+// Connect returns a client for a registry that runs elsewhere (no process
+// is started or stopped), reached through httpClient (nil: a default
+// client with a 5-minute timeout). Push, FetchManifest, URL and Ref work
+// on it; PID returns 0 and Stop does nothing.
+func Connect(addr string, httpClient *http.Client) *Registry {
+	if httpClient == nil {
+		httpClient = &http.Client{Timeout: 5 * time.Minute}
+	}
+	return &Registry{Addr: addr, client: httpClient}
+}
+
 // URL returns the registry's base URL, http://ADDR.
 func (r *Registry) URL() string { return "http://" + r.Addr }
 
@@ -264,11 +281,19 @@ func (r *Registry) URL() string { return "http://" + r.Addr }
 func (r *Registry) Ref(name, tag string) string { return r.Addr + "/" + name + ":" + tag }
 
 // PID returns the registry process's id.
-func (r *Registry) PID() int { return r.cmd.Process.Pid }
+func (r *Registry) PID() int {
+	if r.cmd == nil || r.cmd.Process == nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
+}
 
 // Stop sends SIGTERM to the registry, SIGKILL after 5 seconds, and waits
 // for it to exit. It is safe to call more than once.
 func (r *Registry) Stop() {
+	if r.cmd == nil {
+		return
+	}
 	r.stopOnce.Do(func() {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
 		select {
