@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"testing"
@@ -254,13 +255,17 @@ func TestDaemonRefusesMisuse(t *testing.T) {
 		t.Fatalf("second daemon on the same dir: err=%v\n%s", err, out)
 	}
 	d.stop()
-	// --init on a data dir of an existing cluster fails fast.
-	out, err = runShoal(20*time.Second, "daemon", "--init", "--data-dir", d.dir, "--listen-addr", freePort(t))
-	if err == nil || !strings.Contains(out, "already holds node") {
-		t.Fatalf("--init on a used dir: err=%v\n%s", err, out)
+	// --init on the data dir of an existing node resumes that node (a
+	// service manager restarts the daemon with the flags that made it),
+	// saying so.
+	d.start("--init")
+	if b, _ := os.ReadFile(d.logPath); !strings.Contains(string(b[d.logOffset:]), "resuming it and ignoring --init") {
+		t.Fatalf("--init on a used dir: no warning in the log:\n%s", lastLines(string(b), 20))
+	}
+	if out, err := d.cli("cluster", "info"); err != nil {
+		t.Fatalf("resumed node: %v\n%s", err, out)
 	}
 	// A wrong token is refused with a clear message.
-	d.start()
 	other := newDaemon(t, "intruder")
 	out, err = runShoal(30*time.Second, "daemon", "--data-dir", other.dir, "--listen-addr", other.addr,
 		"--join", d.addr, "--token", "SHOAL-1-"+strings.Repeat("a", 40))

@@ -64,7 +64,7 @@ func newDaemonCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data-dir", defaultDataDir, "directory for the node's state")
 	f.StringVar(&cfg.ListenAddr, "listen-addr", "0.0.0.0:4242", "address for the API and Raft (HOST:PORT)")
-	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the listen address)")
+	f.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "address other nodes reach this one at (default: the listen address; with an unspecified one such as 0.0.0.0, the machine's only IPv4 address)")
 	f.BoolVar(&cfg.Init, "init", false, "create a new cluster with this node as its first manager")
 	f.StringVar(&cfg.JoinAddr, "join", "", "join the cluster of the manager at HOST:PORT")
 	f.StringVar(&cfg.Token, "token", "", "join token (with --join)")

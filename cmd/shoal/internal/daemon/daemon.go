@@ -186,11 +186,11 @@ func start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		Version:   Version,
 	}
 	switch {
-	case cfg.Init:
+	case d.cfg.Init:
 		err = d.initCluster(ctx)
-	case cfg.JoinAddr != "":
+	case d.cfg.JoinAddr != "":
 		err = d.join(ctx)
-	case cfg.ForceNew:
+	case d.cfg.ForceNew:
 		err = d.startManager(true)
 	default:
 		hasRaft, herr := manager.HasState(cfg.DataDir)
@@ -211,10 +211,17 @@ func start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 func (d *Daemon) checkMode() error {
 	st, dir := d.state, d.cfg.DataDir
 	switch {
-	case st != nil && d.cfg.Init:
-		return fmt.Errorf("data dir %s already holds node %s of cluster %s: start without --init to resume it, or use an empty --data-dir for a new cluster", dir, st.NodeID, st.ClusterID)
-	case st != nil && d.cfg.JoinAddr != "":
-		return fmt.Errorf("data dir %s already holds node %s of cluster %s: start without --join to resume it, or use an empty --data-dir to join as a new node", dir, st.NodeID, st.ClusterID)
+	case st != nil && (d.cfg.Init || d.cfg.JoinAddr != ""):
+		// As swarmd does: the flags that made the node are left in
+		// place by service managers (a systemd unit's options), so a
+		// restart must resume the node rather than fail.
+		flag := "--init"
+		if d.cfg.JoinAddr != "" {
+			flag = "--join"
+		}
+		d.log.Warn("data dir already holds a node: resuming it and ignoring "+flag+" (use an empty --data-dir for a new node)",
+			"data_dir", dir, "node", st.NodeID, "cluster", st.ClusterID)
+		d.cfg.Init, d.cfg.JoinAddr, d.cfg.Token = false, "", ""
 	case st == nil && d.cfg.ForceNew:
 		return fmt.Errorf("--force-new-cluster needs the data dir of a former manager; %s holds no node", dir)
 	case st == nil && !d.cfg.Init && d.cfg.JoinAddr == "":
@@ -241,7 +248,10 @@ func (d *Daemon) listen() error {
 	}
 	adv := d.cfg.AdvertiseAddr
 	if adv == "" {
-		adv = ln.Addr().String()
+		if adv, err = advertiseAddr(ln.Addr()); err != nil {
+			ln.Close()
+			return err
+		}
 		d.cfg.AdvertiseAddr = adv
 	}
 	advAddr, err := net.ResolveTCPAddr("tcp", adv)
