@@ -7,7 +7,7 @@ BIN := $(TOOLS_DIR)/bin
 GO_TEST_FLAGS ?=
 PROTO_FILES := $(wildcard proto/api/*.proto)
 
-.PHONY: all build test unit e2e lint proto proto-check tools playground playground-down bench clean
+.PHONY: all build test unit e2e lint proto proto-check tools runtime-tools playground playground-status playground-down bench clean
 
 all: build
 
@@ -20,6 +20,11 @@ build:
 # containerd, its shim and a registry for the runtime tests).
 tools:
 	deploy/tools.sh proto runtime
+
+# What the hosts of the playground and of the e2e tests run: runc,
+# containerd with its shim, and the registry.
+runtime-tools:
+	deploy/tools.sh runtime
 
 # Regenerate the API's Go code with the pinned tools.
 proto: tools
@@ -51,8 +56,10 @@ lint:
 unit:
 	go test $(GO_TEST_FLAGS) -p 1 -count=1 -timeout 30m $$(go list ./... | grep -v '/e2e$$')
 
-# The end-to-end tests: real shoal daemons on this machine.
-e2e: build
+# The end-to-end tests: real shoal daemons on this machine, most of them
+# on several hosts made of network namespaces (deploy/lab). Set
+# SHOAL_E2E_KEEP=1 to keep a failed test's hosts up for inspection.
+e2e: build runtime-tools
 	go test $(GO_TEST_FLAGS) -count=1 -timeout 30m ./e2e/
 
 # The whole suite: tools, generated code, lint, unit tests, then e2e.
@@ -61,11 +68,16 @@ test: proto-check lint unit e2e
 bench:
 	go test -run '^$$' -bench . -benchtime 3s ./manager/...
 
-playground: build
-	deploy/playground.sh up
+# A cluster of 5 namespace hosts (3 managers) on this machine, running
+# an example service.
+playground: build runtime-tools
+	bin/shoal playground up
 
-playground-down:
-	deploy/playground.sh down
+playground-status: build
+	bin/shoal playground status
+
+playground-down: build
+	bin/shoal playground down
 
 clean:
 	rm -rf bin

@@ -160,7 +160,7 @@ func (d *daemon) cli(args ...string) (string, error) {
 }
 
 // poll calls f until it returns nil or the deadline passes.
-func poll(t *testing.T, timeout time.Duration, what string, f func() error) {
+func poll(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	var err error

@@ -25,6 +25,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "build shoal:", err)
 		os.Exit(1)
 	}
+	sweepAndTrap()
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)

@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newServiceCmd(g),
 		newImageCmd(g),
 		newVolumeCmd(g),
+		newPlaygroundCmd(),
 		newInitCmd(),
 	)
 	return root

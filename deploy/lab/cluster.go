@@ -78,11 +78,12 @@ func (l *Lab) startContainerds(ctx context.Context) error {
 	if l.Runtime != RuntimeContainerd {
 		return nil
 	}
-	return forEach(l.Hosts, func(h *Host) error { return h.startContainerd(ctx) })
+	return ForEach(l.Hosts, func(h *Host) error { return h.startContainerd(ctx) })
 }
 
-// forEach runs fn for every host in parallel and returns the first error.
-func forEach(hosts []*Host, fn func(*Host) error) error {
+// ForEach runs fn for every host in parallel and returns the first error
+// (by host order).
+func ForEach(hosts []*Host, fn func(*Host) error) error {
 	var wg sync.WaitGroup
 	errs := make([]error, len(hosts))
 	for i, h := range hosts {
@@ -125,7 +126,7 @@ func (l *Lab) formCluster(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := forEach(workers, func(h *Host) error {
+		if err := ForEach(workers, func(h *Host) error {
 			return h.startDaemon(ctx, "--join", first.APIAddr, "--token", tok)
 		}); err != nil {
 			return err

@@ -42,6 +42,16 @@ func startTime(pid int) (start uint64, zombie bool, err error) {
 	return start, f[0] == "Z", err
 }
 
+// StartTime returns the start time of a running process, as kept in
+// Config.OwnerStart and Proc.Start.
+func StartTime(pid int) (uint64, error) {
+	start, zombie, err := startTime(pid)
+	if err == nil && zombie {
+		err = fmt.Errorf("lab: process %d has exited", pid)
+	}
+	return start, err
+}
+
 // Alive reports whether the process still runs (a zombie does not).
 func (p Proc) Alive() bool {
 	if p.PID <= 0 {
