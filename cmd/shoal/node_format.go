@@ -51,25 +51,16 @@ func nodeRows(nodes []*api.Node, self string) []nodeRow {
 // json), or only the IDs when quiet.
 func writeNodeList(w io.Writer, nodes []*api.Node, self, format string, quiet bool) error {
 	rows := nodeRows(nodes, self)
-	switch {
-	case quiet:
+	return writeRows(w, rows, format, quiet, func(r nodeRow) string { return r.ID }, func(t io.Writer) {
+		fmt.Fprintln(t, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tENGINE VERSION")
 		for _, r := range rows {
-			fmt.Fprintln(w, r.ID)
+			id := r.ID
+			if r.Self {
+				id += " *"
+			}
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Hostname, r.Status, r.Availability, r.ManagerStatus, r.EngineVersion)
 		}
-		return nil
-	case format == formatJSON:
-		return writeJSONLines(w, rows)
-	}
-	t := newTable(w)
-	fmt.Fprintln(t, "ID\tHOSTNAME\tSTATUS\tAVAILABILITY\tMANAGER STATUS\tENGINE VERSION")
-	for _, r := range rows {
-		id := r.ID
-		if r.Self {
-			id += " *"
-		}
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", id, r.Hostname, r.Status, r.Availability, r.ManagerStatus, r.EngineVersion)
-	}
-	return t.Flush()
+	})
 }
 
 // nodeManagerStatus is Leader, Reachable or Unreachable for a manager and

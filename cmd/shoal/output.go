@@ -122,6 +122,24 @@ func writeJSONLines[R any](w io.Writer, rows []R) error {
 	return nil
 }
 
+// writeRows prints a listing: only each row's ID when quiet, one JSON
+// object per line with format json, else the table that drawTable writes
+// (header and rows, tab-separated), aligned.
+func writeRows[R any](w io.Writer, rows []R, format string, quiet bool, id func(R) string, drawTable func(io.Writer)) error {
+	switch {
+	case quiet:
+		for _, r := range rows {
+			fmt.Fprintln(w, id(r))
+		}
+		return nil
+	case format == formatJSON:
+		return writeJSONLines(w, rows)
+	}
+	t := newTable(w)
+	drawTable(t)
+	return t.Flush()
+}
+
 // truncateID shortens an ID to the 12 characters docker shows in tables.
 func truncateID(id string) string {
 	if len(id) > 12 {

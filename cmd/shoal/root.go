@@ -28,6 +28,7 @@ func newRootCmd() *cobra.Command {
 		newServiceCmd(g),
 		newImageCmd(g),
 		newVolumeCmd(g),
+		newNetworkCmd(g),
 		newPlaygroundCmd(),
 		newInitCmd(),
 	)

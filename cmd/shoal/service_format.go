@@ -49,21 +49,12 @@ func serviceRows(resp *api.ListServicesResponse) []serviceRow {
 // 12 characters, as docker does; JSON keeps them whole.
 func writeServiceList(w io.Writer, resp *api.ListServicesResponse, format string, quiet bool) error {
 	rows := serviceRows(resp)
-	switch {
-	case quiet:
+	return writeRows(w, rows, format, quiet, func(r serviceRow) string { return r.ID }, func(t io.Writer) {
+		fmt.Fprintln(t, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
 		for _, r := range rows {
-			fmt.Fprintln(w, r.ID)
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", truncateID(r.ID), r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
 		}
-		return nil
-	case format == formatJSON:
-		return writeJSONLines(w, rows)
-	}
-	t := newTable(w)
-	fmt.Fprintln(t, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
-	for _, r := range rows {
-		fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", truncateID(r.ID), r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
-	}
-	return t.Flush()
+	})
 }
 
 // serviceModeName is replicated, global, replicated job or global job.

@@ -104,6 +104,18 @@ func notFoundf(format string, args ...any) error {
 	return status.Errorf(codes.NotFound, format, args...)
 }
 
+// resourceExhaustedf is a ResourceExhausted status: a pool has nothing
+// left.
+func resourceExhaustedf(format string, args ...any) error {
+	return status.Errorf(codes.ResourceExhausted, format, args...)
+}
+
+// alreadyExistsf is an AlreadyExists status: the request claims what
+// another object holds.
+func alreadyExistsf(format string, args ...any) error {
+	return status.Errorf(codes.AlreadyExists, format, args...)
+}
+
 // preconditionf is a FailedPrecondition status: the request is well
 // formed but the cluster's state refuses it.
 func preconditionf(format string, args ...any) error {

@@ -28,6 +28,17 @@ func newTestServer(t *testing.T) (*Server, *store.MemoryStore, *fakeRaft) {
 	st := store.New(nil)
 	st.SetProposer(store.NewLocalProposer(st))
 	r := &fakeRaft{id: "mgr1"}
+	// The networks the test specs attach to, with IDs equal to their
+	// names so that resolving a target leaves the spec as written.
+	seed(t, st, func(tx store.Tx) error {
+		for i, name := range []string{"app", "db"} {
+			if err := tx.CreateNetwork(&api.Network{Id: name, Vni: uint32(4096 + i),
+				Spec: &api.NetworkSpec{Annotations: &api.Annotations{Name: name}, Driver: DriverOverlay}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	return NewServer(st, r), st, r
 }
 

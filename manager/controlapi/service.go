@@ -30,10 +30,14 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 		if taken := tx.FindServices(store.ByName(name)); len(taken) > 0 {
 			return nameTaken(name, taken[0].GetId())
 		}
+		stored := clone(spec)
+		if err := resolveServiceNetworks(tx, stored); err != nil {
+			return err
+		}
 		return tx.CreateService(&api.Service{
 			Id:          id,
 			Meta:        &api.Meta{},
-			Spec:        clone(spec),
+			Spec:        stored,
 			SpecVersion: 1,
 			ImageDigest: digest,
 		})
@@ -190,6 +194,9 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 			}
 			svc.PreviousSpec = svc.Spec
 			svc.Spec = clone(req.GetSpec())
+			if err := resolveServiceNetworks(tx, svc.Spec); err != nil {
+				return err
+			}
 			keepRegistryPassword(cur.GetSpec(), svc.Spec)
 		}
 		svc.SpecVersion++

@@ -170,6 +170,7 @@ func TestCreateServiceDuplicateName(t *testing.T) {
 
 func TestCreateServiceInvalid(t *testing.T) {
 	srv, st, _ := newTestServer(t)
+	before := st.AppliedIndex()
 	spec := validSpec()
 	spec.Task.Container.StopGracePeriod = i64(-5e9)
 	_, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec})
@@ -178,8 +179,8 @@ func TestCreateServiceInvalid(t *testing.T) {
 	if s := storeServices(st); len(s) != 0 {
 		t.Fatalf("an invalid create wrote: %v", s)
 	}
-	if st.AppliedIndex() != 0 {
-		t.Fatalf("an invalid create proposed a command (applied index %d)", st.AppliedIndex())
+	if st.AppliedIndex() != before {
+		t.Fatalf("an invalid create proposed a command (applied index %d, was %d)", st.AppliedIndex(), before)
 	}
 	_, err = srv.CreateService(context.Background(), &api.CreateServiceRequest{})
 	wantCode(t, err, codes.InvalidArgument, "spec")
@@ -357,7 +358,9 @@ func TestStoreErrorsPassThrough(t *testing.T) {
 	noLeader := errors.New("raft: no leader")
 	st := store.New(failingProposer{noLeader})
 	srv := NewServer(st, nil)
-	_, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: validSpec()})
+	spec := validSpec()
+	spec.Task.Networks = nil // this store holds no network
+	_, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec})
 	if !errors.Is(err, noLeader) {
 		t.Fatalf("want the proposer's error wrapped, got %v", err)
 	}

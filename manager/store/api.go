@@ -26,6 +26,9 @@ var (
 	ErrTaskStateBackwards = errors.New("task state cannot move backwards")
 	// ErrInvalidObject means an action is malformed (no ID, no object).
 	ErrInvalidObject = errors.New("invalid object in store action")
+	// ErrResourceConflict means the object claims what another object of
+	// its kind holds (a network's VNI or an overlapping subnet).
+	ErrResourceConflict = errors.New("resource already in use")
 )
 
 // Proposer replicates a command. Propose returns once the command has been

@@ -40,6 +40,11 @@ type kindDesc[T object] struct {
 	// checkUpdate, when not nil, refuses a change from old to new that the
 	// kind never allows (task states moving backwards).
 	checkUpdate func(old, new T) error
+	// conflicts, when not nil, refuses obj if it claims what other (a
+	// visible object of the same kind with another ID) holds; checked on
+	// create and update, deterministically, so that two writes racing
+	// through different managers cannot both win.
+	conflicts func(other, obj T) error
 }
 
 // indexDef is one secondary index: a selector it answers and the key each
@@ -164,6 +169,7 @@ var taskKind = &kindDesc[*api.Task]{
 var networkKind = &kindDesc[*api.Network]{
 	name:       "network",
 	uniqueName: func(n *api.Network) string { return n.GetSpec().GetAnnotations().GetName() },
+	conflicts:  networkConflicts,
 	setMeta:    func(n *api.Network, m *api.Meta) { n.Meta = m },
 	skeleton:   func(id string, m *api.Meta) *api.Network { return &api.Network{Id: id, Meta: m} },
 	action: func(k api.StoreAction_Kind, n *api.Network) *api.StoreAction {

@@ -151,6 +151,18 @@ func (m *model) apply(index uint64, cmd *api.Command) error {
 			}
 			return false
 		}
+		resourceTaken := func() bool {
+			n, ok := obj.(*api.Network)
+			if !ok {
+				return false
+			}
+			for oid, o := range work[kind] {
+				if oid != id && networkConflicts(o.(*api.Network), n) != nil {
+					return true
+				}
+			}
+			return false
+		}
 		switch a.GetKind() {
 		case api.StoreAction_KIND_CREATE:
 			if exists {
@@ -158,6 +170,9 @@ func (m *model) apply(index uint64, cmd *api.Command) error {
 			}
 			if nameTaken() {
 				return ErrNameConflict
+			}
+			if resourceTaken() {
+				return ErrResourceConflict
 			}
 			work[kind][id] = obj
 			written = append(written, key{kind, id})
@@ -170,6 +185,9 @@ func (m *model) apply(index uint64, cmd *api.Command) error {
 			}
 			if nameTaken() {
 				return ErrNameConflict
+			}
+			if resourceTaken() {
+				return ErrResourceConflict
 			}
 			if kind == "task" {
 				o, n := cur.(*api.Task), obj.(*api.Task)
@@ -333,7 +351,7 @@ func (m *model) snapshot() *api.StoreSnapshot {
 
 // sentinelOf returns which of the package's sentinels err wraps.
 func sentinelOf(err error) error {
-	for _, s := range []error{ErrInvalidObject, ErrExist, ErrNameConflict, ErrNotFound, ErrSequenceConflict, ErrTaskStateBackwards, ErrStaleIndex} {
+	for _, s := range []error{ErrInvalidObject, ErrExist, ErrNameConflict, ErrNotFound, ErrSequenceConflict, ErrTaskStateBackwards, ErrResourceConflict, ErrStaleIndex} {
 		if errors.Is(err, s) {
 			return s
 		}

@@ -173,7 +173,28 @@ func (o *overlay[T]) checkCreate(obj T) error {
 	if _, ok := o.get(obj.GetId()); ok {
 		return fmt.Errorf("%w: %s %s", ErrExist, o.t.desc.name, obj.GetId())
 	}
-	return o.checkName(obj)
+	if err := o.checkName(obj); err != nil {
+		return err
+	}
+	return o.checkConflicts(obj)
+}
+
+// checkConflicts runs the kind's conflicts check of obj against every
+// other visible object, in ID order.
+func (o *overlay[T]) checkConflicts(obj T) error {
+	check := o.t.desc.conflicts
+	if check == nil {
+		return nil
+	}
+	for _, other := range o.find(All()) {
+		if other.GetId() == obj.GetId() {
+			continue
+		}
+		if err := check(other, obj); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkVersion returns the visible object with obj's ID, or why obj
@@ -204,6 +225,9 @@ func (o *overlay[T]) checkUpdate(obj T) (T, error) {
 		return cur, err
 	}
 	if err := o.checkName(obj); err != nil {
+		return cur, err
+	}
+	if err := o.checkConflicts(obj); err != nil {
 		return cur, err
 	}
 	if check := o.t.desc.checkUpdate; check != nil {

@@ -62,8 +62,12 @@ func drawObject(t *rapid.T, kind, id string, version uint64) proto.Message {
 			DesiredState: rapid.SampledFrom(taskStates).Draw(t, "desired"),
 			Slot:         rapid.Uint64Range(0, 3).Draw(t, "slot")}
 	case "network":
-		return &api.Network{Id: id, Meta: meta, Spec: &api.NetworkSpec{Annotations: name()},
+		n := &api.Network{Id: id, Meta: meta, Spec: &api.NetworkSpec{Annotations: name()},
 			Vni: rapid.Uint32Range(0, 3).Draw(t, "vni")}
+		if subnet := rapid.SampledFrom([]string{"", "10.0.0.0/24", "10.0.0.0/16", "10.1.0.0/24", "bad"}).Draw(t, "subnet"); subnet != "" {
+			n.Ipam = []*api.IPAMConfig{{Subnet: subnet}}
+		}
+		return n
 	case "secret":
 		return &api.Secret{Id: id, Meta: meta, Spec: &api.SecretSpec{Annotations: name()}}
 	case "config":

@@ -902,6 +902,358 @@ func (x *CreateServiceResponse) GetService() *Service {
 	return nil
 }
 
+type CreateNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Spec          *NetworkSpec           `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkRequest) Reset() {
+	*x = CreateNetworkRequest{}
+	mi := &file_proto_api_control_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkRequest) ProtoMessage() {}
+
+func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
+func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+type CreateNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateNetworkResponse) Reset() {
+	*x = CreateNetworkResponse{}
+	mi := &file_proto_api_control_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateNetworkResponse) ProtoMessage() {}
+
+func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
+func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreateNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+type GetNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkRequest) Reset() {
+	*x = GetNetworkRequest{}
+	mi := &file_proto_api_control_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkRequest) ProtoMessage() {}
+
+func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
+func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *GetNetworkRequest) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+type GetNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Network       *Network               `protobuf:"bytes,1,opt,name=network,proto3" json:"network,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetNetworkResponse) Reset() {
+	*x = GetNetworkResponse{}
+	mi := &file_proto_api_control_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetNetworkResponse) ProtoMessage() {}
+
+func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
+func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *GetNetworkResponse) GetNetwork() *Network {
+	if x != nil {
+		return x.Network
+	}
+	return nil
+}
+
+type ListNetworksRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Names         []string               `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	Labels        []string               `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksRequest) Reset() {
+	*x = ListNetworksRequest{}
+	mi := &file_proto_api_control_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksRequest) ProtoMessage() {}
+
+func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
+func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *ListNetworksRequest) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
+func (x *ListNetworksRequest) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+type ListNetworksResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Networks      []*Network             `protobuf:"bytes,1,rep,name=networks,proto3" json:"networks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListNetworksResponse) Reset() {
+	*x = ListNetworksResponse{}
+	mi := &file_proto_api_control_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListNetworksResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListNetworksResponse) ProtoMessage() {}
+
+func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
+func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ListNetworksResponse) GetNetworks() []*Network {
+	if x != nil {
+		return x.Networks
+	}
+	return nil
+}
+
+type RemoveNetworkRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NetworkId     string                 `protobuf:"bytes,1,opt,name=network_id,json=networkId,proto3" json:"network_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkRequest) Reset() {
+	*x = RemoveNetworkRequest{}
+	mi := &file_proto_api_control_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkRequest) ProtoMessage() {}
+
+func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *RemoveNetworkRequest) GetNetworkId() string {
+	if x != nil {
+		return x.NetworkId
+	}
+	return ""
+}
+
+type RemoveNetworkResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNetworkResponse) Reset() {
+	*x = RemoveNetworkResponse{}
+	mi := &file_proto_api_control_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNetworkResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNetworkResponse) ProtoMessage() {}
+
+func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{23}
+}
+
 type GetServiceRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ServiceId     string                 `protobuf:"bytes,1,opt,name=service_id,json=serviceId,proto3" json:"service_id,omitempty"`
@@ -911,7 +1263,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[16]
+	mi := &file_proto_api_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -923,7 +1275,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[16]
+	mi := &file_proto_api_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -936,7 +1288,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{16}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *GetServiceRequest) GetServiceId() string {
@@ -955,7 +1307,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[17]
+	mi := &file_proto_api_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -967,7 +1319,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[17]
+	mi := &file_proto_api_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -980,7 +1332,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{17}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -1000,7 +1352,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[18]
+	mi := &file_proto_api_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1364,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[18]
+	mi := &file_proto_api_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1377,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{18}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ListServicesRequest) GetNames() []string {
@@ -1055,7 +1407,7 @@ type ReplicaCount struct {
 
 func (x *ReplicaCount) Reset() {
 	*x = ReplicaCount{}
-	mi := &file_proto_api_control_proto_msgTypes[19]
+	mi := &file_proto_api_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1067,7 +1419,7 @@ func (x *ReplicaCount) String() string {
 func (*ReplicaCount) ProtoMessage() {}
 
 func (x *ReplicaCount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[19]
+	mi := &file_proto_api_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1080,7 +1432,7 @@ func (x *ReplicaCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCount.ProtoReflect.Descriptor instead.
 func (*ReplicaCount) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{19}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ReplicaCount) GetRunning() uint64 {
@@ -1115,7 +1467,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[20]
+	mi := &file_proto_api_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1127,7 +1479,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[20]
+	mi := &file_proto_api_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1140,7 +1492,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{20}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1170,7 +1522,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[21]
+	mi := &file_proto_api_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1182,7 +1534,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[21]
+	mi := &file_proto_api_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1195,7 +1547,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{21}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -1235,7 +1587,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[22]
+	mi := &file_proto_api_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1247,7 +1599,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[22]
+	mi := &file_proto_api_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1260,7 +1612,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{22}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1279,7 +1631,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[23]
+	mi := &file_proto_api_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1291,7 +1643,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[23]
+	mi := &file_proto_api_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1304,7 +1656,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{23}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *RemoveServiceRequest) GetServiceId() string {
@@ -1322,7 +1674,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[24]
+	mi := &file_proto_api_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1686,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[24]
+	mi := &file_proto_api_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1699,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{24}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{32}
 }
 
 type ListTasksRequest struct {
@@ -1361,7 +1713,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[25]
+	mi := &file_proto_api_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1373,7 +1725,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[25]
+	mi := &file_proto_api_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1386,7 +1738,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{25}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ListTasksRequest) GetServiceIds() []string {
@@ -1419,7 +1771,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[26]
+	mi := &file_proto_api_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1431,7 +1783,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[26]
+	mi := &file_proto_api_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1444,7 +1796,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{26}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1513,7 +1865,25 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\x14CreateServiceRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.shoal.api.ServiceSpecR\x04spec\"E\n" +
 	"\x15CreateServiceResponse\x12,\n" +
-	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\"2\n" +
+	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\"B\n" +
+	"\x14CreateNetworkRequest\x12*\n" +
+	"\x04spec\x18\x01 \x01(\v2\x16.shoal.api.NetworkSpecR\x04spec\"E\n" +
+	"\x15CreateNetworkResponse\x12,\n" +
+	"\anetwork\x18\x01 \x01(\v2\x12.shoal.api.NetworkR\anetwork\"2\n" +
+	"\x11GetNetworkRequest\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\"B\n" +
+	"\x12GetNetworkResponse\x12,\n" +
+	"\anetwork\x18\x01 \x01(\v2\x12.shoal.api.NetworkR\anetwork\"C\n" +
+	"\x13ListNetworksRequest\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\x12\x16\n" +
+	"\x06labels\x18\x02 \x03(\tR\x06labels\"F\n" +
+	"\x14ListNetworksResponse\x12.\n" +
+	"\bnetworks\x18\x01 \x03(\v2\x12.shoal.api.NetworkR\bnetworks\"5\n" +
+	"\x14RemoveNetworkRequest\x12\x1d\n" +
+	"\n" +
+	"network_id\x18\x01 \x01(\tR\tnetworkId\"\x17\n" +
+	"\x15RemoveNetworkResponse\"2\n" +
 	"\x11GetServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\"B\n" +
@@ -1550,7 +1920,8 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12;\n" +
 	"\x0edesired_states\x18\x03 \x03(\x0e2\x14.shoal.api.TaskStateR\rdesiredStates\":\n" +
 	"\x11ListTasksResponse\x12%\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks2\xfb\a\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks2\xbf\n" +
+	"\n" +
 	"\aControl\x12U\n" +
 	"\x0eGetClusterInfo\x12 .shoal.api.GetClusterInfoRequest\x1a!.shoal.api.GetClusterInfoResponse\x12R\n" +
 	"\rUpdateCluster\x12\x1f.shoal.api.UpdateClusterRequest\x1a .shoal.api.UpdateClusterResponse\x12@\n" +
@@ -1566,7 +1937,12 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\fListServices\x12\x1e.shoal.api.ListServicesRequest\x1a\x1f.shoal.api.ListServicesResponse\x12R\n" +
 	"\rUpdateService\x12\x1f.shoal.api.UpdateServiceRequest\x1a .shoal.api.UpdateServiceResponse\x12R\n" +
 	"\rRemoveService\x12\x1f.shoal.api.RemoveServiceRequest\x1a .shoal.api.RemoveServiceResponse\x12F\n" +
-	"\tListTasks\x12\x1b.shoal.api.ListTasksRequest\x1a\x1c.shoal.api.ListTasksResponse\x12E\n" +
+	"\tListTasks\x12\x1b.shoal.api.ListTasksRequest\x1a\x1c.shoal.api.ListTasksResponse\x12R\n" +
+	"\rCreateNetwork\x12\x1f.shoal.api.CreateNetworkRequest\x1a .shoal.api.CreateNetworkResponse\x12I\n" +
+	"\n" +
+	"GetNetwork\x12\x1c.shoal.api.GetNetworkRequest\x1a\x1d.shoal.api.GetNetworkResponse\x12O\n" +
+	"\fListNetworks\x12\x1e.shoal.api.ListNetworksRequest\x1a\x1f.shoal.api.ListNetworksResponse\x12R\n" +
+	"\rRemoveNetwork\x12\x1f.shoal.api.RemoveNetworkRequest\x1a .shoal.api.RemoveNetworkResponse\x12E\n" +
 	"\vServiceLogs\x12\x1d.shoal.api.ServiceLogsRequest\x1a\x15.shoal.api.LogMessage0\x01B$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
@@ -1581,7 +1957,7 @@ func file_proto_api_control_proto_rawDescGZIP() []byte {
 	return file_proto_api_control_proto_rawDescData
 }
 
-var file_proto_api_control_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_proto_api_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_proto_api_control_proto_goTypes = []any{
 	(*ServiceLogsRequest)(nil),     // 0: shoal.api.ServiceLogsRequest
 	(*GetClusterInfoRequest)(nil),  // 1: shoal.api.GetClusterInfoRequest
@@ -1599,82 +1975,104 @@ var file_proto_api_control_proto_goTypes = []any{
 	(*RemoveNodeResponse)(nil),     // 13: shoal.api.RemoveNodeResponse
 	(*CreateServiceRequest)(nil),   // 14: shoal.api.CreateServiceRequest
 	(*CreateServiceResponse)(nil),  // 15: shoal.api.CreateServiceResponse
-	(*GetServiceRequest)(nil),      // 16: shoal.api.GetServiceRequest
-	(*GetServiceResponse)(nil),     // 17: shoal.api.GetServiceResponse
-	(*ListServicesRequest)(nil),    // 18: shoal.api.ListServicesRequest
-	(*ReplicaCount)(nil),           // 19: shoal.api.ReplicaCount
-	(*ListServicesResponse)(nil),   // 20: shoal.api.ListServicesResponse
-	(*UpdateServiceRequest)(nil),   // 21: shoal.api.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),  // 22: shoal.api.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),   // 23: shoal.api.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),  // 24: shoal.api.RemoveServiceResponse
-	(*ListTasksRequest)(nil),       // 25: shoal.api.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 26: shoal.api.ListTasksResponse
-	nil,                            // 27: shoal.api.ListServicesResponse.CountsEntry
-	(*Cluster)(nil),                // 28: shoal.api.Cluster
-	(Reachability)(0),              // 29: shoal.api.Reachability
-	(*ClusterSpec)(nil),            // 30: shoal.api.ClusterSpec
-	(*Node)(nil),                   // 31: shoal.api.Node
-	(NodeRole)(0),                  // 32: shoal.api.NodeRole
-	(*NodeSpec)(nil),               // 33: shoal.api.NodeSpec
-	(*ServiceSpec)(nil),            // 34: shoal.api.ServiceSpec
-	(*Service)(nil),                // 35: shoal.api.Service
-	(TaskState)(0),                 // 36: shoal.api.TaskState
-	(*Task)(nil),                   // 37: shoal.api.Task
-	(*LogMessage)(nil),             // 38: shoal.api.LogMessage
+	(*CreateNetworkRequest)(nil),   // 16: shoal.api.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),  // 17: shoal.api.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),      // 18: shoal.api.GetNetworkRequest
+	(*GetNetworkResponse)(nil),     // 19: shoal.api.GetNetworkResponse
+	(*ListNetworksRequest)(nil),    // 20: shoal.api.ListNetworksRequest
+	(*ListNetworksResponse)(nil),   // 21: shoal.api.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),   // 22: shoal.api.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),  // 23: shoal.api.RemoveNetworkResponse
+	(*GetServiceRequest)(nil),      // 24: shoal.api.GetServiceRequest
+	(*GetServiceResponse)(nil),     // 25: shoal.api.GetServiceResponse
+	(*ListServicesRequest)(nil),    // 26: shoal.api.ListServicesRequest
+	(*ReplicaCount)(nil),           // 27: shoal.api.ReplicaCount
+	(*ListServicesResponse)(nil),   // 28: shoal.api.ListServicesResponse
+	(*UpdateServiceRequest)(nil),   // 29: shoal.api.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),  // 30: shoal.api.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),   // 31: shoal.api.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),  // 32: shoal.api.RemoveServiceResponse
+	(*ListTasksRequest)(nil),       // 33: shoal.api.ListTasksRequest
+	(*ListTasksResponse)(nil),      // 34: shoal.api.ListTasksResponse
+	nil,                            // 35: shoal.api.ListServicesResponse.CountsEntry
+	(*Cluster)(nil),                // 36: shoal.api.Cluster
+	(Reachability)(0),              // 37: shoal.api.Reachability
+	(*ClusterSpec)(nil),            // 38: shoal.api.ClusterSpec
+	(*Node)(nil),                   // 39: shoal.api.Node
+	(NodeRole)(0),                  // 40: shoal.api.NodeRole
+	(*NodeSpec)(nil),               // 41: shoal.api.NodeSpec
+	(*ServiceSpec)(nil),            // 42: shoal.api.ServiceSpec
+	(*Service)(nil),                // 43: shoal.api.Service
+	(*NetworkSpec)(nil),            // 44: shoal.api.NetworkSpec
+	(*Network)(nil),                // 45: shoal.api.Network
+	(TaskState)(0),                 // 46: shoal.api.TaskState
+	(*Task)(nil),                   // 47: shoal.api.Task
+	(*LogMessage)(nil),             // 48: shoal.api.LogMessage
 }
 var file_proto_api_control_proto_depIdxs = []int32{
-	28, // 0: shoal.api.GetClusterInfoResponse.cluster:type_name -> shoal.api.Cluster
+	36, // 0: shoal.api.GetClusterInfoResponse.cluster:type_name -> shoal.api.Cluster
 	3,  // 1: shoal.api.GetClusterInfoResponse.members:type_name -> shoal.api.RaftMember
-	29, // 2: shoal.api.RaftMember.reachability:type_name -> shoal.api.Reachability
-	30, // 3: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
-	28, // 4: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
-	31, // 5: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
-	32, // 6: shoal.api.ListNodesRequest.roles:type_name -> shoal.api.NodeRole
-	31, // 7: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
-	33, // 8: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
-	31, // 9: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
-	34, // 10: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	35, // 11: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
-	35, // 12: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
-	35, // 13: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
-	27, // 14: shoal.api.ListServicesResponse.counts:type_name -> shoal.api.ListServicesResponse.CountsEntry
-	34, // 15: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	35, // 16: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
-	36, // 17: shoal.api.ListTasksRequest.desired_states:type_name -> shoal.api.TaskState
-	37, // 18: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
-	19, // 19: shoal.api.ListServicesResponse.CountsEntry.value:type_name -> shoal.api.ReplicaCount
-	1,  // 20: shoal.api.Control.GetClusterInfo:input_type -> shoal.api.GetClusterInfoRequest
-	4,  // 21: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
-	6,  // 22: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
-	8,  // 23: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
-	10, // 24: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
-	12, // 25: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
-	14, // 26: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
-	16, // 27: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
-	18, // 28: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
-	21, // 29: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
-	23, // 30: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
-	25, // 31: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
-	0,  // 32: shoal.api.Control.ServiceLogs:input_type -> shoal.api.ServiceLogsRequest
-	2,  // 33: shoal.api.Control.GetClusterInfo:output_type -> shoal.api.GetClusterInfoResponse
-	5,  // 34: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
-	7,  // 35: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
-	9,  // 36: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
-	11, // 37: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
-	13, // 38: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
-	15, // 39: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
-	17, // 40: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
-	20, // 41: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
-	22, // 42: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
-	24, // 43: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
-	26, // 44: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
-	38, // 45: shoal.api.Control.ServiceLogs:output_type -> shoal.api.LogMessage
-	33, // [33:46] is the sub-list for method output_type
-	20, // [20:33] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	37, // 2: shoal.api.RaftMember.reachability:type_name -> shoal.api.Reachability
+	38, // 3: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
+	36, // 4: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
+	39, // 5: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
+	40, // 6: shoal.api.ListNodesRequest.roles:type_name -> shoal.api.NodeRole
+	39, // 7: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
+	41, // 8: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
+	39, // 9: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
+	42, // 10: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	43, // 11: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
+	44, // 12: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
+	45, // 13: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
+	45, // 14: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
+	45, // 15: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
+	43, // 16: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
+	43, // 17: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
+	35, // 18: shoal.api.ListServicesResponse.counts:type_name -> shoal.api.ListServicesResponse.CountsEntry
+	42, // 19: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	43, // 20: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
+	46, // 21: shoal.api.ListTasksRequest.desired_states:type_name -> shoal.api.TaskState
+	47, // 22: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
+	27, // 23: shoal.api.ListServicesResponse.CountsEntry.value:type_name -> shoal.api.ReplicaCount
+	1,  // 24: shoal.api.Control.GetClusterInfo:input_type -> shoal.api.GetClusterInfoRequest
+	4,  // 25: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
+	6,  // 26: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
+	8,  // 27: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
+	10, // 28: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
+	12, // 29: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
+	14, // 30: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
+	24, // 31: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
+	26, // 32: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
+	29, // 33: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
+	31, // 34: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
+	33, // 35: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
+	16, // 36: shoal.api.Control.CreateNetwork:input_type -> shoal.api.CreateNetworkRequest
+	18, // 37: shoal.api.Control.GetNetwork:input_type -> shoal.api.GetNetworkRequest
+	20, // 38: shoal.api.Control.ListNetworks:input_type -> shoal.api.ListNetworksRequest
+	22, // 39: shoal.api.Control.RemoveNetwork:input_type -> shoal.api.RemoveNetworkRequest
+	0,  // 40: shoal.api.Control.ServiceLogs:input_type -> shoal.api.ServiceLogsRequest
+	2,  // 41: shoal.api.Control.GetClusterInfo:output_type -> shoal.api.GetClusterInfoResponse
+	5,  // 42: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
+	7,  // 43: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
+	9,  // 44: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
+	11, // 45: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
+	13, // 46: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
+	15, // 47: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
+	25, // 48: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
+	28, // 49: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
+	30, // 50: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
+	32, // 51: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
+	34, // 52: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
+	17, // 53: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
+	19, // 54: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
+	21, // 55: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
+	23, // 56: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
+	48, // 57: shoal.api.Control.ServiceLogs:output_type -> shoal.api.LogMessage
+	41, // [41:58] is the sub-list for method output_type
+	24, // [24:41] is the sub-list for method input_type
+	24, // [24:24] is the sub-list for extension type_name
+	24, // [24:24] is the sub-list for extension extendee
+	0,  // [0:24] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_control_proto_init() }
@@ -1692,7 +2090,7 @@ func file_proto_api_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_control_proto_rawDesc), len(file_proto_api_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   28,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

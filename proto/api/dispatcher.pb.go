@@ -301,12 +301,17 @@ func (x *AssignmentsRequest) GetNodeId() string {
 }
 
 type AssignmentsMessage struct {
-	state         protoimpl.MessageState  `protogen:"open.v1"`
-	Type          AssignmentsMessage_Type `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.api.AssignmentsMessage_Type" json:"type,omitempty"`
-	UpdateTasks   []*Task                 `protobuf:"bytes,2,rep,name=update_tasks,json=updateTasks,proto3" json:"update_tasks,omitempty"`
-	RemoveTasks   []string                `protobuf:"bytes,3,rep,name=remove_tasks,json=removeTasks,proto3" json:"remove_tasks,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state       protoimpl.MessageState  `protogen:"open.v1"`
+	Type        AssignmentsMessage_Type `protobuf:"varint,1,opt,name=type,proto3,enum=shoal.api.AssignmentsMessage_Type" json:"type,omitempty"`
+	UpdateTasks []*Task                 `protobuf:"bytes,2,rep,name=update_tasks,json=updateTasks,proto3" json:"update_tasks,omitempty"`
+	RemoveTasks []string                `protobuf:"bytes,3,rep,name=remove_tasks,json=removeTasks,proto3" json:"remove_tasks,omitempty"`
+	// UpdateNetworks are the networks the node's tasks attach to (complete
+	// or changed, like tasks); RemoveNetworks are IDs no task of the node
+	// needs any more.
+	UpdateNetworks []*Network `protobuf:"bytes,4,rep,name=update_networks,json=updateNetworks,proto3" json:"update_networks,omitempty"`
+	RemoveNetworks []string   `protobuf:"bytes,5,rep,name=remove_networks,json=removeNetworks,proto3" json:"remove_networks,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *AssignmentsMessage) Reset() {
@@ -356,6 +361,20 @@ func (x *AssignmentsMessage) GetUpdateTasks() []*Task {
 func (x *AssignmentsMessage) GetRemoveTasks() []string {
 	if x != nil {
 		return x.RemoveTasks
+	}
+	return nil
+}
+
+func (x *AssignmentsMessage) GetUpdateNetworks() []*Network {
+	if x != nil {
+		return x.UpdateNetworks
+	}
+	return nil
+}
+
+func (x *AssignmentsMessage) GetRemoveNetworks() []string {
+	if x != nil {
+		return x.RemoveNetworks
 	}
 	return nil
 }
@@ -1079,11 +1098,13 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\vleader_addr\x18\x04 \x01(\tR\n" +
 	"leaderAddr\"-\n" +
 	"\x12AssignmentsRequest\x12\x17\n" +
-	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xd4\x01\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xba\x02\n" +
 	"\x12AssignmentsMessage\x126\n" +
 	"\x04type\x18\x01 \x01(\x0e2\".shoal.api.AssignmentsMessage.TypeR\x04type\x122\n" +
 	"\fupdate_tasks\x18\x02 \x03(\v2\x0f.shoal.api.TaskR\vupdateTasks\x12!\n" +
-	"\fremove_tasks\x18\x03 \x03(\tR\vremoveTasks\"/\n" +
+	"\fremove_tasks\x18\x03 \x03(\tR\vremoveTasks\x12;\n" +
+	"\x0fupdate_networks\x18\x04 \x03(\v2\x12.shoal.api.NetworkR\x0eupdateNetworks\x12'\n" +
+	"\x0fremove_networks\x18\x05 \x03(\tR\x0eremoveNetworks\"/\n" +
 	"\x04Type\x12\x11\n" +
 	"\rTYPE_COMPLETE\x10\x00\x12\x14\n" +
 	"\x10TYPE_INCREMENTAL\x10\x01\"Z\n" +
@@ -1182,7 +1203,8 @@ var file_proto_api_dispatcher_proto_goTypes = []any{
 	(NodeRole)(0),                    // 21: shoal.api.NodeRole
 	(*Peer)(nil),                     // 22: shoal.api.Peer
 	(*Task)(nil),                     // 23: shoal.api.Task
-	(*TaskStatus)(nil),               // 24: shoal.api.TaskStatus
+	(*Network)(nil),                  // 24: shoal.api.Network
+	(*TaskStatus)(nil),               // 25: shoal.api.TaskStatus
 }
 var file_proto_api_dispatcher_proto_depIdxs = []int32{
 	20, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
@@ -1191,31 +1213,32 @@ var file_proto_api_dispatcher_proto_depIdxs = []int32{
 	22, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
 	0,  // 4: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
 	23, // 5: shoal.api.AssignmentsMessage.update_tasks:type_name -> shoal.api.Task
-	24, // 6: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
-	6,  // 7: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
-	12, // 8: shoal.api.ListVolumesResponse.volumes:type_name -> shoal.api.Volume
-	1,  // 9: shoal.api.LogMessage.stream:type_name -> shoal.api.LogMessage.Stream
-	2,  // 10: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	4,  // 11: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
-	7,  // 12: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
-	18, // 13: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
-	9,  // 14: shoal.api.LocalNode.LoadImage:input_type -> shoal.api.LoadImageChunk
-	11, // 15: shoal.api.LocalNode.ListVolumes:input_type -> shoal.api.ListVolumesRequest
-	14, // 16: shoal.api.LocalNode.RemoveVolume:input_type -> shoal.api.RemoveVolumeRequest
-	16, // 17: shoal.api.Logs.TaskLogs:input_type -> shoal.api.TaskLogsRequest
-	3,  // 18: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	5,  // 19: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
-	8,  // 20: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
-	19, // 21: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
-	10, // 22: shoal.api.LocalNode.LoadImage:output_type -> shoal.api.LoadImageResponse
-	13, // 23: shoal.api.LocalNode.ListVolumes:output_type -> shoal.api.ListVolumesResponse
-	15, // 24: shoal.api.LocalNode.RemoveVolume:output_type -> shoal.api.RemoveVolumeResponse
-	17, // 25: shoal.api.Logs.TaskLogs:output_type -> shoal.api.LogMessage
-	18, // [18:26] is the sub-list for method output_type
-	10, // [10:18] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	24, // 6: shoal.api.AssignmentsMessage.update_networks:type_name -> shoal.api.Network
+	25, // 7: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
+	6,  // 8: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
+	12, // 9: shoal.api.ListVolumesResponse.volumes:type_name -> shoal.api.Volume
+	1,  // 10: shoal.api.LogMessage.stream:type_name -> shoal.api.LogMessage.Stream
+	2,  // 11: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
+	4,  // 12: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
+	7,  // 13: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
+	18, // 14: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
+	9,  // 15: shoal.api.LocalNode.LoadImage:input_type -> shoal.api.LoadImageChunk
+	11, // 16: shoal.api.LocalNode.ListVolumes:input_type -> shoal.api.ListVolumesRequest
+	14, // 17: shoal.api.LocalNode.RemoveVolume:input_type -> shoal.api.RemoveVolumeRequest
+	16, // 18: shoal.api.Logs.TaskLogs:input_type -> shoal.api.TaskLogsRequest
+	3,  // 19: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	5,  // 20: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
+	8,  // 21: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
+	19, // 22: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
+	10, // 23: shoal.api.LocalNode.LoadImage:output_type -> shoal.api.LoadImageResponse
+	13, // 24: shoal.api.LocalNode.ListVolumes:output_type -> shoal.api.ListVolumesResponse
+	15, // 25: shoal.api.LocalNode.RemoveVolume:output_type -> shoal.api.RemoveVolumeResponse
+	17, // 26: shoal.api.Logs.TaskLogs:output_type -> shoal.api.LogMessage
+	19, // [19:27] is the sub-list for method output_type
+	11, // [11:19] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_dispatcher_proto_init() }

@@ -1052,8 +1052,12 @@ type Network struct {
 	Spec  *NetworkSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	// VNI is the VXLAN ID allocated to an overlay network.
 	Vni uint32 `protobuf:"varint,4,opt,name=vni,proto3" json:"vni,omitempty"`
-	// IPAM is the allocated subnets.
-	Ipam          []*IPAMConfig `protobuf:"bytes,5,rep,name=ipam,proto3" json:"ipam,omitempty"`
+	// IPAM is the allocated subnets: the spec's, or one carved from the
+	// cluster's default address pool, with the gateway filled in.
+	Ipam []*IPAMConfig `protobuf:"bytes,5,rep,name=ipam,proto3" json:"ipam,omitempty"`
+	// Ingress marks the cluster's routing-mesh network, which carries
+	// published ports in ingress mode.
+	Ingress       bool `protobuf:"varint,6,opt,name=ingress,proto3" json:"ingress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1121,6 +1125,13 @@ func (x *Network) GetIpam() []*IPAMConfig {
 		return x.Ipam
 	}
 	return nil
+}
+
+func (x *Network) GetIngress() bool {
+	if x != nil {
+		return x.Ingress
+	}
+	return false
 }
 
 // Secret is sensitive data given to tasks.
@@ -1247,11 +1258,17 @@ func (x *Config) GetSpec() *ConfigSpec {
 
 // Cluster is the cluster-wide object; there is exactly one.
 type Cluster struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Id            string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Meta          *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec          *ClusterSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	JoinTokens    *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta       *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec       *ClusterSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	JoinTokens *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	// DefaultAddressPool are the CIDRs overlay subnets are carved from when
+	// a network names none, fixed when the cluster is created; empty means
+	// 10.0.0.0/8.
+	DefaultAddressPool []string `protobuf:"bytes,5,rep,name=default_address_pool,json=defaultAddressPool,proto3" json:"default_address_pool,omitempty"`
+	// SubnetSize is the prefix length of those subnets; 0 means 24.
+	SubnetSize    uint32 `protobuf:"varint,6,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1312,6 +1329,20 @@ func (x *Cluster) GetJoinTokens() *JoinTokens {
 		return x.JoinTokens
 	}
 	return nil
+}
+
+func (x *Cluster) GetDefaultAddressPool() []string {
+	if x != nil {
+		return x.DefaultAddressPool
+	}
+	return nil
+}
+
+func (x *Cluster) GetSubnetSize() uint32 {
+	if x != nil {
+		return x.SubnetSize
+	}
+	return 0
 }
 
 // JoinTokens are the secrets a node presents to join with a role.
@@ -1464,13 +1495,14 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x1c\n" +
 	"\taddresses\x18\x02 \x03(\tR\taddresses\x12\x18\n" +
 	"\aaliases\x18\x03 \x03(\tR\aaliases\x12\x10\n" +
-	"\x03mac\x18\x04 \x01(\tR\x03mac\"\xa7\x01\n" +
+	"\x03mac\x18\x04 \x01(\tR\x03mac\"\xc1\x01\n" +
 	"\aNetwork\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
 	"\x04spec\x18\x03 \x01(\v2\x16.shoal.api.NetworkSpecR\x04spec\x12\x10\n" +
 	"\x03vni\x18\x04 \x01(\rR\x03vni\x12)\n" +
-	"\x04ipam\x18\x05 \x03(\v2\x15.shoal.api.IPAMConfigR\x04ipam\"h\n" +
+	"\x04ipam\x18\x05 \x03(\v2\x15.shoal.api.IPAMConfigR\x04ipam\x12\x18\n" +
+	"\aingress\x18\x06 \x01(\bR\aingress\"h\n" +
 	"\x06Secret\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
@@ -1478,13 +1510,16 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\x06Config\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"\xa2\x01\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"\xf5\x01\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
 	"\x04spec\x18\x03 \x01(\v2\x16.shoal.api.ClusterSpecR\x04spec\x126\n" +
 	"\vjoin_tokens\x18\x04 \x01(\v2\x15.shoal.api.JoinTokensR\n" +
-	"joinTokens\">\n" +
+	"joinTokens\x120\n" +
+	"\x14default_address_pool\x18\x05 \x03(\tR\x12defaultAddressPool\x12\x1f\n" +
+	"\vsubnet_size\x18\x06 \x01(\rR\n" +
+	"subnetSize\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +

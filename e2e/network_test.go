@@ -1,0 +1,72 @@
+package e2e
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestNetworkCommands drives `shoal network` against a real daemon: the
+// VNI and subnet are allocated at create, bad input is refused with a
+// message that says what to change and creates nothing, and a network in
+// use cannot be removed.
+func TestNetworkCommands(t *testing.T) {
+	d := newDaemon(t, "net")
+	d.start("--init")
+	mustCLI := func(args ...string) string {
+		t.Helper()
+		out, err := d.cli(args...)
+		if err != nil {
+			t.Fatalf("shoal %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	mustCLI("network", "create", "app")
+	mustCLI("network", "create", "--subnet", "10.77.0.0/16", "--label", "team=db", "data")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"network", "create", "--subnet", "10.77.5.0/24", "clash"}, "overlaps 10.77.0.0/16 of network data"},
+		{[]string{"network", "create", "app"}, `network name "app" is already in use`},
+		{[]string{"network", "create", "--subnet", "10.1.2.3/24", "hostbits"}, "write 10.1.2.0/24"},
+		{[]string{"network", "create", "--driver", "bridge", "br"}, "predefined on every node"},
+	} {
+		out, err := d.cli(tc.args...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("shoal %s: err=%v, want an error containing %q:\n%s", strings.Join(tc.args, " "), err, tc.want, out)
+		}
+	}
+	ls := mustCLI("network", "ls", "--format", "json")
+	var rows []struct {
+		Name, Driver, Subnet string
+		VNI                  uint32
+	}
+	for _, line := range strings.Split(strings.TrimSpace(ls), "\n") {
+		var r struct {
+			Name, Driver, Subnet string
+			VNI                  uint32
+		}
+		if err := json.Unmarshal([]byte(line), &r); err != nil {
+			t.Fatalf("network ls line %q: %v", line, err)
+		}
+		rows = append(rows, r)
+	}
+	if len(rows) != 2 || rows[0].Name != "app" || rows[0].Subnet != "10.0.0.0/24" || rows[0].Driver != "overlay" ||
+		rows[1].Name != "data" || rows[1].Subnet != "10.77.0.0/16" || rows[0].VNI == rows[1].VNI || rows[0].VNI < 4096 {
+		t.Fatalf("network ls: %+v", rows)
+	}
+	if out := mustCLI("network", "inspect", "data"); !strings.Contains(out, `"team": "db"`) || !strings.Contains(out, `"gateway": "10.77.0.1"`) {
+		t.Fatalf("inspect:\n%s", out)
+	}
+
+	mustCLI("service", "create", "-d", "--name", "web", "--network", "app", "registry.test:5000/web:v1")
+	if out, err := d.cli("network", "rm", "app"); err == nil || !strings.Contains(out, "in use by service web") {
+		t.Fatalf("rm of a used network: %v\n%s", err, out)
+	}
+	mustCLI("service", "rm", "web")
+	mustCLI("network", "rm", "app", "data")
+	if out := mustCLI("network", "ls", "-q"); strings.TrimSpace(out) != "" {
+		t.Fatalf("networks left: %q", out)
+	}
+}
