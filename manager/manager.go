@@ -19,6 +19,7 @@ import (
 	hraft "github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 
+	"github.com/shoalhq/shoal/manager/allocator"
 	"github.com/shoalhq/shoal/manager/controlapi"
 	"github.com/shoalhq/shoal/manager/dispatcher"
 	"github.com/shoalhq/shoal/manager/orchestrator"
@@ -200,7 +201,7 @@ func (m *Manager) Stop() error {
 
 // runLeaderLoops runs the leader-only work while this manager leads: the
 // dispatcher's sessions and DOWN detection, the role reconciler, the
-// orchestrator and the placer. Each starts with a full pass at the start
+// orchestrator, the placer and the allocator. Each starts with a full pass at the start
 // of every term, then is level-triggered.
 func (m *Manager) runLeaderLoops(ctx context.Context) {
 	ch, cancel := m.raft.SubscribeLeadership()
@@ -223,11 +224,13 @@ func (m *Manager) runLeaderLoops(ctx context.Context) {
 			stop = lcancel
 			orch := orchestrator.New(m.store, orchestrator.Config{Logger: m.log})
 			placer := placement.New(m.store, placement.Config{Logger: m.log})
-			loops.Add(4)
+			alloc := allocator.New(m.store, allocator.Config{Logger: m.log})
+			loops.Add(5)
 			go func() { defer loops.Done(); m.dispatcher.Run(lctx) }()
 			go func() { defer loops.Done(); m.reconcileRoles(lctx) }()
 			go func() { defer loops.Done(); orch.Run(lctx) }()
 			go func() { defer loops.Done(); placer.Run(lctx) }()
+			go func() { defer loops.Done(); alloc.Run(lctx) }()
 		}
 	}
 }

@@ -113,7 +113,7 @@ func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkReques
 	name := spec.GetAnnotations().GetName()
 	id := store.NewID()
 	err := s.store.Update(ctx, func(tx store.Tx) error {
-		n, err := AllocateNetwork(tx, id, spec)
+		n, err := allocateNetwork(tx, id, spec)
 		if err != nil {
 			return err
 		}
@@ -130,72 +130,17 @@ func (s *Server) CreateNetwork(ctx context.Context, req *api.CreateNetworkReques
 	return &api.CreateNetworkResponse{Network: n}, nil
 }
 
-// AllocateNetwork returns the network object for spec with ID id: a free
-// VNI, the spec's subnet or a free one from the cluster's default address
-// pool, and the gateway. It reads tx and writes nothing; the store refuses
-// the object if a concurrent write took the VNI or an overlapping subnet.
-func AllocateNetwork(tx store.ReadTx, id string, spec *api.NetworkSpec) (*api.Network, error) {
+// allocateNetwork returns the network object for spec with ID id (see
+// ipam.NewNetwork) against the networks and address pool in tx. It writes
+// nothing; the store refuses the object if a concurrent write took its VNI
+// or an overlapping subnet.
+func allocateNetwork(tx store.ReadTx, id string, spec *api.NetworkSpec) (*api.Network, error) {
 	name := spec.GetAnnotations().GetName()
 	if taken := tx.FindNetworks(store.ByName(name)); len(taken) > 0 {
 		return nil, fmt.Errorf("network name %q is already in use by network %s: choose another name: %w", name, taken[0].GetId(), store.ErrNameConflict)
 	}
-	var usedVNIs []uint32
-	var usedSubnets []netip.Prefix
-	for _, n := range tx.FindNetworks(store.All()) {
-		usedVNIs = append(usedVNIs, n.GetVni())
-		for _, c := range n.GetIpam() {
-			if p, err := netip.ParsePrefix(c.GetSubnet()); err == nil {
-				usedSubnets = append(usedSubnets, p)
-			}
-		}
-	}
-	vni, err := ipam.NextVNI(usedVNIs)
-	if err != nil {
-		return nil, err
-	}
-	var subnet netip.Prefix
-	var gateway netip.Addr
-	if c := spec.GetIpam(); len(c) > 0 && c[0].GetSubnet() != "" {
-		subnet = netip.MustParsePrefix(c[0].GetSubnet())
-		if c[0].GetGateway() != "" {
-			gateway = netip.MustParseAddr(c[0].GetGateway())
-		}
-	} else {
-		pools, bits := addressPool(tx)
-		if subnet, err = ipam.NextSubnet(pools, bits, usedSubnets); err != nil {
-			return nil, fmt.Errorf("network %s: %w: remove unused networks, or give a subnet outside the pool with --subnet", name, err)
-		}
-	}
-	if !gateway.IsValid() {
-		gateway = ipam.Gateway(subnet)
-	}
-	return &api.Network{
-		Id:   id,
-		Meta: &api.Meta{},
-		Spec: spec,
-		Vni:  vni,
-		Ipam: []*api.IPAMConfig{{Subnet: subnet.String(), Gateway: gateway.String()}},
-	}, nil
-}
-
-// addressPool returns the cluster's default address pool and subnet size.
-func addressPool(tx store.ReadTx) ([]netip.Prefix, int) {
-	pools, bits := ipam.DefaultPool, ipam.DefaultSubnetSize
-	for _, c := range tx.FindClusters(store.All()) {
-		if size := c.GetSubnetSize(); size != 0 {
-			bits = int(size)
-		}
-		var ps []netip.Prefix
-		for _, s := range c.GetDefaultAddressPool() {
-			if p, err := netip.ParsePrefix(s); err == nil {
-				ps = append(ps, p)
-			}
-		}
-		if len(ps) > 0 {
-			pools = ps
-		}
-	}
-	return pools, bits
+	pools, bits := ipam.ClusterPool(tx.FindClusters(store.All()))
+	return ipam.NewNetwork(tx.FindNetworks(store.All()), pools, bits, id, spec)
 }
 
 // networkWriteErr maps the errors of network writes to statuses.
@@ -273,7 +218,7 @@ func (s *Server) RemoveNetwork(ctx context.Context, req *api.RemoveNetworkReques
 func networkUsers(tx store.ReadTx, n *api.Network) []string {
 	var users []string
 	for _, svc := range tx.FindServices(store.All()) {
-		uses := n.GetIngress() && publishesIngress(svc.GetSpec())
+		uses := n.GetIngress() && svc.GetSpec().PublishesIngress()
 		for _, a := range svc.GetSpec().GetTask().GetNetworks() {
 			uses = uses || a.GetTarget() == n.GetId()
 		}
@@ -296,17 +241,6 @@ func networkUsers(tx store.ReadTx, n *api.Network) []string {
 		users = append(users, fmt.Sprintf("%d task(s) still running or starting", tasks))
 	}
 	return users
-}
-
-// publishesIngress reports whether a service publishes a port through
-// the routing mesh.
-func publishesIngress(spec *api.ServiceSpec) bool {
-	for _, p := range spec.GetEndpoint().GetPorts() {
-		if p.GetPublishMode() == api.PortConfig_PUBLISH_MODE_INGRESS {
-			return true
-		}
-	}
-	return false
 }
 
 // networkFinder finds networks in tx.

@@ -25,8 +25,9 @@ const (
 )
 
 // newTask returns a new task of svc: a copy of the service's task
-// template at its current spec version, PENDING, with the desired state
-// given (RUNNING, or READY while a restart delay runs). Replicated tasks
+// template at its current spec version, NEW or PENDING (initialStatus),
+// with the desired state given (RUNNING, or READY while a restart delay
+// runs). Replicated tasks
 // have a slot and no node; global tasks have slot 0 and their node. The
 // store stamps Meta when the task is created; the committer gives the ID.
 func newTask(svc *api.Service, slot uint64, nodeID string, desired api.TaskState, now time.Time) *api.Task {
@@ -48,9 +49,18 @@ func newTask(svc *api.Service, slot uint64, nodeID string, desired api.TaskState
 		SpecVersion:  svc.GetSpecVersion(),
 		ImageDigest:  svc.GetImageDigest(),
 		Annotations:  &api.Annotations{Name: name},
-		Status:       &api.TaskStatus{State: statePending, Message: "pending", Timestamp: now.UnixNano()},
+		Status:       initialStatus(svc.GetSpec(), now),
 		DesiredState: desired,
 	}
+}
+
+// initialStatus is a new task's status: NEW when the allocator must give
+// it addresses first (api.ServiceSpec.NeedsAllocation), else PENDING.
+func initialStatus(spec *api.ServiceSpec, now time.Time) *api.TaskStatus {
+	if spec.NeedsAllocation() {
+		return &api.TaskStatus{State: api.TaskState_TASK_STATE_NEW, Message: "new", Timestamp: now.UnixNano()}
+	}
+	return &api.TaskStatus{State: statePending, Message: "pending", Timestamp: now.UnixNano()}
 }
 
 // terminal reports whether the task's observed state is final.

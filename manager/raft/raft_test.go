@@ -192,6 +192,17 @@ func TestQuorumLossFailsWritesQuicklyAndForceNewClusterRecovers(t *testing.T) {
 	ids := writeServices(t, c.Leader().Store(), "acked", 30)
 	survivor := followers(c)[0]
 	si := indexOf(c, survivor)
+	// An acknowledged write is on a majority, not on every node: the
+	// survivor (as an operator would pick the most current one) must
+	// hold the last one before the others are lost.
+	want := c.Leader().Store().AppliedIndex()
+	deadline := time.Now().Add(5 * time.Second)
+	for survivor.Store().AppliedIndex() < want {
+		if time.Now().After(deadline) {
+			t.Fatalf("follower stuck at index %d, leader at %d", survivor.Store().AppliedIndex(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	for i := range c.Nodes {
 		if i != si {
 			c.Stop(i)
