@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -32,6 +33,10 @@ var errResync = errors.New("assignments: events were missed")
 // node, in remove_tasks. Status changes alone are not sent: the agent
 // made them. When the stream falls behind the store it starts over with
 // a new COMPLETE message.
+//
+// Both kinds of message also carry the networks the node's tasks attach
+// to: in update_networks when a task first needs one (all of them in a
+// COMPLETE message), in remove_networks once no task of the node does.
 //
 // Messages carry the store's shared task objects: send must not change
 // them. Fails at once with ErrNotRunning when Run is not running, and
@@ -79,6 +84,8 @@ type assignmentStream struct {
 	// a task to update, or nil to remove the ID.
 	pending map[string]*api.Task
 	order   []string
+	// nets are the IDs of the networks the node was sent.
+	nets map[string]bool
 }
 
 // follow subscribes, sends a COMPLETE message and then INCREMENTAL ones,
@@ -137,6 +144,7 @@ func (s *assignmentStream) follow(ctx context.Context) error {
 // sendComplete lists the node's tasks and sends them as COMPLETE.
 func (s *assignmentStream) sendComplete() error {
 	var tasks []*api.Task
+	var nets []*api.Network
 	s.d.cfg.Store.View(func(tx store.ReadTx) {
 		// Apply changes the applied index only under the store's write
 		// lock, so it is the index of the state this view reads.
@@ -146,13 +154,44 @@ func (s *assignmentStream) sendComplete() error {
 				tasks = append(tasks, t)
 			}
 		}
+		s.known = make(map[string]*api.Task, len(tasks))
+		for _, t := range tasks {
+			s.known[t.GetId()] = t
+		}
+		s.nets = map[string]bool{}
+		nets, _ = s.networkChanges(tx)
 	})
-	s.known = make(map[string]*api.Task, len(tasks))
-	for _, t := range tasks {
-		s.known[t.GetId()] = t
-	}
 	s.pending, s.order = map[string]*api.Task{}, nil
-	return s.send(&api.AssignmentsMessage{Type: api.AssignmentsMessage_TYPE_COMPLETE, UpdateTasks: tasks})
+	return s.send(&api.AssignmentsMessage{Type: api.AssignmentsMessage_TYPE_COMPLETE, UpdateTasks: tasks, UpdateNetworks: nets})
+}
+
+// networkChanges compares the networks the known tasks attach to with
+// those the node was sent: it returns the objects of those to send and
+// the IDs of those to forget, and records the new set.
+func (s *assignmentStream) networkChanges(tx store.ReadTx) (add []*api.Network, remove []string) {
+	refs := map[string]bool{}
+	for _, t := range s.known {
+		for _, a := range t.GetNetworks() {
+			refs[a.GetNetworkId()] = true
+		}
+	}
+	for id := range refs {
+		if !s.nets[id] {
+			if n := tx.GetNetwork(id); n != nil {
+				add = append(add, n)
+				s.nets[id] = true
+			}
+		}
+	}
+	for id := range s.nets {
+		if !refs[id] {
+			remove = append(remove, id)
+			delete(s.nets, id)
+		}
+	}
+	slices.SortFunc(add, func(a, b *api.Network) int { return strings.Compare(a.GetId(), b.GetId()) })
+	slices.Sort(remove)
+	return add, remove
 }
 
 // note records what one event means for the node.
@@ -196,6 +235,7 @@ func (s *assignmentStream) flush() error {
 	}
 	clear(s.pending)
 	s.order = s.order[:0]
+	s.d.cfg.Store.View(func(tx store.ReadTx) { msg.UpdateNetworks, msg.RemoveNetworks = s.networkChanges(tx) })
 	return s.send(msg)
 }
 

@@ -216,3 +216,47 @@ func TestSameForAgentCoversEveryTaskField(t *testing.T) {
 		t.Fatal("a spec change does not count")
 	}
 }
+
+// TestAssignmentsCarryNetworks: a node is sent the networks its tasks
+// attach to, once, and told to forget them when no task needs them.
+func TestAssignmentsCarryNetworks(t *testing.T) {
+	s := newStore()
+	createNodes(t, s, "n1")
+	update(t, s, func(tx store.Tx) error {
+		for i, id := range []string{"netA", "netB"} {
+			if err := tx.CreateNetwork(&api.Network{Id: id, Vni: uint32(4096 + i), Spec: &api.NetworkSpec{Annotations: &api.Annotations{Name: id}}}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	onNets := func(task *api.Task, nets ...string) *api.Task {
+		for _, n := range nets {
+			task.Networks = append(task.Networks, &api.NetworkAttachment{NetworkId: n, Addresses: []string{"10.0.0.9/24"}})
+		}
+		return task
+	}
+	createTasks(t, s, onNets(newTask("t1", "n1", stAssigned, stRunning), "netA"))
+	d, _ := startDispatcher(t, s, Config{})
+	st, _ := openStream(t, d, "n1")
+	netIDs := func(ns []*api.Network) (out []string) {
+		for _, n := range ns {
+			out = append(out, n.GetId())
+		}
+		return out
+	}
+	m := st.next(t)
+	if got := netIDs(m.GetUpdateNetworks()); !slices.Equal(got, []string{"netA"}) {
+		t.Fatalf("COMPLETE networks %v, want [netA]", got)
+	}
+	createTasks(t, s, onNets(newTask("t2", "n1", stAssigned, stRunning), "netA", "netB"))
+	m = st.next(t)
+	if got := netIDs(m.GetUpdateNetworks()); !slices.Equal(got, []string{"netB"}) || len(m.GetRemoveNetworks()) != 0 {
+		t.Fatalf("second task: networks %v removed %v, want [netB] and none", got, m.GetRemoveNetworks())
+	}
+	update(t, s, func(tx store.Tx) error { return tx.DeleteTask("t2") })
+	m = st.next(t)
+	if len(m.GetUpdateNetworks()) != 0 || !slices.Equal(m.GetRemoveNetworks(), []string{"netB"}) {
+		t.Fatalf("after t2 left: networks %v removed %v, want none and [netB]", netIDs(m.GetUpdateNetworks()), m.GetRemoveNetworks())
+	}
+}
