@@ -74,9 +74,26 @@ type Config struct {
 	// missing). Empty keeps them in memory only (scale tests): a
 	// restarted agent then learns its tasks from the managers alone.
 	StateDir string
+	// Overlay, when set, is the node's data plane: it is given the
+	// networks the assignments carry, and told when a task's endpoints
+	// must enter service discovery (running and healthy) and leave it
+	// (before the task is stopped).
+	Overlay Overlay
 	// ReportInterval is how long task status changes gather before they
 	// are sent in one UpdateTaskStatus call (DefaultReportInterval).
 	ReportInterval time.Duration
+}
+
+// Overlay is the node's data plane as the agent drives it (package
+// overlay's Host implements it).
+type Overlay interface {
+	// UpdateNetworks records the networks the node's tasks attach to (all
+	// of them when complete) and forgets removed ones.
+	UpdateNetworks(update []*api.Network, remove []string, complete bool)
+	// Publish puts a task's endpoints into every host's load balancing
+	// and DNS; Withdraw takes them out. Both are idempotent.
+	Publish(t *api.Task) error
+	Withdraw(taskID string) error
 }
 
 // DefaultReportInterval is how long status changes gather by default.

@@ -43,6 +43,9 @@ type taskDriver struct {
 	// containerRemoved is set once Remove succeeded for a task whose
 	// desired state is REMOVE.
 	containerRemoved bool
+	// published is set while the task's endpoints are in the overlay's
+	// table (only the driver goroutine touches it).
+	published bool
 }
 
 // update takes a new version of the task. A desired state that now asks
@@ -107,6 +110,11 @@ func (d *taskDriver) run(ctx context.Context) {
 	for ctx.Err() == nil {
 		d.mu.Lock()
 		task, st, removed := d.task, d.status, d.removed
+		d.mu.Unlock()
+		// Endpoints leave discovery before a stop step, and enter it
+		// after the step that made the task run (the next loop).
+		d.syncEndpoints(task, st, removed, log)
+		d.mu.Lock()
 		if removed {
 			d.mu.Unlock()
 			d.finish(ctx, ctlr, st)
@@ -140,6 +148,31 @@ func (d *taskDriver) run(ctx context.Context) {
 			retry = min(2*retry, maxStepRetry)
 		}
 	}
+}
+
+// syncEndpoints publishes the task's endpoints while it runs, is healthy
+// and is meant to run, and withdraws them otherwise.
+func (d *taskDriver) syncEndpoints(task *api.Task, st *api.TaskStatus, removed bool, log *slog.Logger) {
+	o := d.w.a.cfg.Overlay
+	if o == nil || len(task.GetNetworks()) == 0 {
+		return
+	}
+	want := !removed && st.GetState() == api.TaskState_TASK_STATE_RUNNING &&
+		task.GetDesiredState() <= api.TaskState_TASK_STATE_RUNNING && st.GetHealth() != runtime.HealthUnhealthy
+	if want == d.published {
+		return
+	}
+	var err error
+	if want {
+		err = o.Publish(task)
+	} else {
+		err = o.Withdraw(task.GetId())
+	}
+	if err != nil {
+		log.Warn("task endpoints", "publish", want, "err", err)
+		return
+	}
+	d.published = want
 }
 
 // runWithout handles a task the executor gave no controller for: it is

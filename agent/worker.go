@@ -68,6 +68,11 @@ func (w *worker) apply(msg *api.AssignmentsMessage) {
 		// without the record learns it from the managers again.
 		w.a.cfg.Logger.Error("persist assignments", "err", err)
 	}
+	if o := w.a.cfg.Overlay; o != nil {
+		// Before the tasks: a task's networks must be known when it is
+		// prepared.
+		o.UpdateNetworks(msg.UpdateNetworks, msg.RemoveNetworks, msg.Type == api.AssignmentsMessage_TYPE_COMPLETE)
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	assigned := make(map[string]bool, len(msg.UpdateTasks))

@@ -171,3 +171,19 @@ type HealthChecker interface {
 	// learnt again from new probes.
 	Health(ctx context.Context, last string) (string, error)
 }
+
+// Network wires a task's network namespace to the networks the task
+// attaches to on this host (the overlay). Executors that make a network
+// namespace per task call Attach once it exists, before the container
+// starts (again after an agent restart: Attach is idempotent), and
+// Detach before they remove it.
+type Network interface {
+	// Attach gives the namespace at nsPath the task's interfaces,
+	// addresses, routes, VIP rules and DNS server, and returns the path
+	// of the resolv.conf to mount in the container ("" when the task has
+	// no network). A network the host does not know yet is a temporary
+	// failure.
+	Attach(ctx context.Context, t *api.Task, nsPath string) (resolvConf string, err error)
+	// Detach undoes Attach; idempotent.
+	Detach(ctx context.Context, t *api.Task, nsPath string) error
+}

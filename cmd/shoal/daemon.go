@@ -76,6 +76,8 @@ func newDaemonCmd() *cobra.Command {
 	f.StringVar(&cfg.Runtime, "runtime", "containerd", "task runtime: containerd, or simulated (tasks pretend to run; for tests and rehearsals)")
 	f.StringVar(&cfg.Containerd.Address, "containerd", "/run/containerd/containerd.sock", "containerd socket (with --runtime containerd)")
 	f.StringVar(&cfg.Containerd.Namespace, "containerd-namespace", "shoal", "containerd namespace for this node's images and containers (give each node on one machine its own)")
+	f.BoolVar(&cfg.Overlay, "overlay", true, "run the overlay network data plane (VXLAN, service VIPs, DNS) for tasks attached to networks; needs --runtime containerd and a non-loopback advertised address")
+	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port (TCP and UDP) on the advertised address where hosts share their tasks' endpoints")
 	f.StringSliceVar(&cfg.Containerd.InsecureRegistries, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	f.DurationVar(&cfg.Simulated.StartDelay, "sim-start-delay", 0, "simulated runtime: how long each task takes to start")
 	f.Float64Var(&cfg.Simulated.FailureRate, "sim-failure-rate", 0, "simulated runtime: probability (0-1) that a task fails at start")

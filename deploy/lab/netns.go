@@ -3,16 +3,14 @@ package lab
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 
-	"golang.org/x/sys/unix"
+	"github.com/shoalhq/shoal/overlay/nsrun"
 )
 
 // netnsDir is where `ip netns` keeps named network namespaces.
@@ -68,33 +66,10 @@ func namespacesWithPrefix(prefix string) []string {
 	return names
 }
 
-// inNS runs fn on an OS thread switched into the named network
-// namespace; sockets fn creates stay in that namespace. The thread is
-// switched back, or discarded if that fails.
+// inNS runs fn inside the named network namespace (see nsrun.Do);
+// sockets fn creates stay in that namespace.
 func inNS(name string, fn func() error) error {
-	target, err := unix.Open(filepath.Join(netnsDir, name), unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return fmt.Errorf("lab: open network namespace %s: %w", name, err)
-	}
-	defer unix.Close(target)
-	runtime.LockOSThread()
-	orig, err := unix.Open("/proc/thread-self/ns/net", unix.O_RDONLY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("lab: open own network namespace: %w", err)
-	}
-	defer unix.Close(orig)
-	if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-		runtime.UnlockOSThread()
-		return fmt.Errorf("lab: enter network namespace %s: %w", name, err)
-	}
-	fnErr := fn()
-	if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-		// Leave the thread locked: Go ends it when this goroutine exits.
-		return errors.Join(fnErr, fmt.Errorf("lab: leave network namespace %s: %w", name, err))
-	}
-	runtime.UnlockOSThread()
-	return fnErr
+	return nsrun.Do(filepath.Join(netnsDir, name), fn)
 }
 
 // dialIn connects from inside the named network namespace.

@@ -18,6 +18,7 @@ package allocator
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/shoalhq/shoal/manager/store"
@@ -51,6 +52,12 @@ type Config struct {
 type Allocator struct {
 	store *store.MemoryStore
 	cfg   Config
+	// last is the address handed out last on each network, so that the
+	// pools rebuilt by each pass keep moving forward: an address freed by
+	// a dead task is handed out again only after the rest of the subnet,
+	// long after every host has forgotten the dead task. A new leader
+	// starts from the bottom again.
+	last map[string]netip.Addr
 }
 
 // New returns an allocator over s, which needs a Proposer.
@@ -70,7 +77,7 @@ func New(s *store.MemoryStore, cfg Config) *Allocator {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Allocator{store: s, cfg: cfg}
+	return &Allocator{store: s, cfg: cfg, last: map[string]netip.Addr{}}
 }
 
 // Run allocates until ctx ends. Call it only while this manager leads,

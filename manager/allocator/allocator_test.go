@@ -317,3 +317,30 @@ func checkUnique(t *rapid.T, st *store.MemoryStore, seen map[string]string) {
 		}
 	})
 }
+
+func TestFreedAddressIsNotHandedOutAgainAtOnce(t *testing.T) {
+	st := newStore(t)
+	n := addNetwork(t, st, "app", "10.50.0.0/24")
+	addService(t, st, "s", []string{n.GetId()})
+	addTasks(t, st, "s", 1, 3)
+	a := New(st, Config{})
+	if _, err := a.pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var freed string
+	update(t, st, func(tx store.Tx) error {
+		tk := proto.Clone(tx.GetTask("s-t3")).(*api.Task)
+		freed = tk.GetNetworks()[0].GetAddresses()[0]
+		tk.Status = &api.TaskStatus{State: api.TaskState_TASK_STATE_ORPHANED}
+		return tx.UpdateTask(tk)
+	})
+	addTasks(t, st, "s", 4, 1)
+	if _, err := a.pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var got string
+	st.View(func(tx store.ReadTx) { got = tx.GetTask("s-t4").GetNetworks()[0].GetAddresses()[0] })
+	if got == freed {
+		t.Fatalf("the replacement got %s, the address of the task that just died (peers may still route it there)", got)
+	}
+}

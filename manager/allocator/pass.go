@@ -35,10 +35,11 @@ type passResult struct {
 // pass allocates everything that lacks allocation, in one transaction.
 func (a *Allocator) pass(ctx context.Context) (passResult, error) {
 	var res passResult
+	var st *state
 	err := a.store.Update(ctx, func(tx store.Tx) error {
 		res = passResult{}
-		st, err := a.load(tx)
-		if err != nil {
+		var err error
+		if st, err = a.load(tx); err != nil {
 			return err
 		}
 		if err := st.allocateServices(tx); err != nil {
@@ -47,6 +48,13 @@ func (a *Allocator) pass(ctx context.Context) (passResult, error) {
 		res, err = st.allocateTasks(tx, a.cfg.MaxCommitTasks, a.cfg.Now().UnixNano())
 		return err
 	})
+	if err == nil && st != nil {
+		for id, p := range st.pools {
+			if last := p.Last(); last.IsValid() {
+				a.last[id] = last
+			}
+		}
+	}
 	return res, err
 }
 
@@ -105,6 +113,7 @@ func (a *Allocator) load(tx store.Tx) (*state, error) {
 		if gw.IsValid() {
 			_ = p.Claim(gw)
 		}
+		p.ContinueAfter(a.last[n.GetId()])
 		st.pools[n.GetId()] = p
 	}
 	for _, s := range tx.FindServices(store.All()) {

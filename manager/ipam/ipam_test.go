@@ -183,3 +183,25 @@ func TestPoolProperty(t *testing.T) {
 		}
 	})
 }
+
+func TestPoolContinueAfter(t *testing.T) {
+	p, _ := NewPool(netip.MustParsePrefix("10.1.0.0/28"))
+	if p.Last().IsValid() {
+		t.Fatalf("fresh pool has a last address %s", p.Last())
+	}
+	a, _ := p.Allocate()
+	if p.Last() != a {
+		t.Fatalf("Last = %s, want %s", p.Last(), a)
+	}
+	// A pool rebuilt with the same holdings continues after the last
+	// address instead of handing the lowest free one out again.
+	q, _ := NewPool(netip.MustParsePrefix("10.1.0.0/28"))
+	q.ContinueAfter(netip.MustParseAddr("10.1.0.9"))
+	if got, _ := q.Allocate(); got != netip.MustParseAddr("10.1.0.10") {
+		t.Fatalf("after 10.1.0.9 got %s", got)
+	}
+	q.ContinueAfter(netip.MustParseAddr("10.1.0.14"))
+	if got, _ := q.Allocate(); got != netip.MustParseAddr("10.1.0.1") {
+		t.Fatalf("after the last host address got %s, want a wrap to 10.1.0.1", got)
+	}
+}

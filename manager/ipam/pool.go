@@ -58,6 +58,25 @@ func (p *Pool) Allocate() (netip.Addr, error) {
 	return netip.Addr{}, fmt.Errorf("%w: subnet %s has no free address (%d in use)", ErrExhausted, p.subnet, p.inUse)
 }
 
+// Last returns the address Allocate handed out last (invalid if none).
+func (p *Pool) Last() netip.Addr {
+	if p.cursor == 1 && !p.isSet(1) {
+		return netip.Addr{}
+	}
+	return addr(p.base + (p.cursor+p.size-1)%p.size)
+}
+
+// ContinueAfter makes the next Allocate search from the address after a,
+// as if a had been the last one handed out: a pool rebuilt from the store
+// keeps the order of the pool it replaces. An address outside the subnet
+// is ignored.
+func (p *Pool) ContinueAfter(a netip.Addr) {
+	if !a.Is4() || !p.subnet.Contains(a) {
+		return
+	}
+	p.cursor = (u32(a) - p.base + 1) % p.size
+}
+
 // Claim marks a as used: an address found in the store, or one asked for
 // by name (a gateway). ErrOutOfRange when a is not a host address of the
 // subnet; ErrInUse when it is already used.

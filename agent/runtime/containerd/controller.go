@@ -10,6 +10,7 @@ import (
 	"github.com/containerd/containerd/v2/client"
 	"github.com/containerd/errdefs"
 	"github.com/moby/sys/signal"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/shoalhq/shoal/agent/runtime"
 	"github.com/shoalhq/shoal/proto/api"
@@ -58,7 +59,11 @@ var (
 func (c *Controller) Prepare(ctx context.Context) (err error) {
 	cl := c.e.client
 	if _, err := cl.LoadContainer(ctx, c.id); err == nil {
-		return createNetNS(c.e.NetNSPath(c.id))
+		if err := createNetNS(c.e.NetNSPath(c.id)); err != nil {
+			return err
+		}
+		_, err := c.attachNetwork(ctx)
+		return err
 	} else if !errdefs.IsNotFound(err) {
 		return classify(err, "load container "+c.id)
 	}
@@ -85,6 +90,13 @@ func (c *Controller) Prepare(ctx context.Context) (err error) {
 	mounts, err := ociMounts(c.e.cfg.StateDir, cs.GetMounts())
 	if err != nil {
 		return err
+	}
+	resolv, err := c.attachNetwork(ctx)
+	if err != nil {
+		return err
+	}
+	if resolv != "" {
+		mounts = append(mounts, specs.Mount{Destination: "/etc/resolv.conf", Type: "bind", Source: resolv, Options: []string{"rbind", "ro"}})
 	}
 	opts, err := specOpts(ctx, c.task, img, netns, mounts)
 	if err != nil {
@@ -130,8 +142,38 @@ func (c *Controller) cleanupPrepare() {
 	if err := c.e.client.SnapshotService(snapshotter).Remove(ctx, c.id); err != nil && !errdefs.IsNotFound(err) {
 		c.e.log.Warn("remove snapshot of failed prepare", "task", c.id, "err", err)
 	}
+	c.detachNetwork()
 	if err := removeNetNS(c.e.NetNSPath(c.id)); err != nil {
 		c.e.log.Warn("remove netns of failed prepare", "task", c.id, "err", err)
+	}
+}
+
+// attachNetwork attaches the task's network namespace to its networks
+// (Config.Network) and returns the resolv.conf to mount ("" without
+// networks). A failure is temporary: the step is tried again.
+func (c *Controller) attachNetwork(ctx context.Context) (string, error) {
+	n := c.e.cfg.Network
+	if n == nil || len(c.task.GetNetworks()) == 0 {
+		return "", nil
+	}
+	resolv, err := n.Attach(ctx, c.task, c.e.NetNSPath(c.id))
+	if err != nil {
+		return "", fmt.Errorf("%w: task %s: network: %v", runtime.ErrTemporary, c.id, err)
+	}
+	return resolv, nil
+}
+
+// detachNetwork undoes attachNetwork, logging failures (the namespace is
+// removed next, which takes the task's interfaces with it).
+func (c *Controller) detachNetwork() {
+	n := c.e.cfg.Network
+	if n == nil || len(c.task.GetNetworks()) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.nsContext(), cleanupTimeout)
+	defer cancel()
+	if err := n.Detach(ctx, c.task, c.e.NetNSPath(c.id)); err != nil {
+		c.e.log.Warn("detach task from its networks", "task", c.id, "err", err)
 	}
 }
 
@@ -240,19 +282,30 @@ func (c *Controller) loadTask(ctx context.Context) (client.Container, client.Tas
 // fails with an error wrapping runtime.ErrUnhealthy that gives the
 // reason, and leaves the task running for the caller to stop.
 func (c *Controller) Wait(ctx context.Context) (int, error) {
+	// A call cut by ctx fails with ctx.Err() itself, not the RPC's
+	// status for it: callers tell an interrupted wait by that.
 	ctr, task, err := c.loadTask(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		return 0, err
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	ch, err := task.Wait(wctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
 		return 0, classify(err, "wait task "+c.id)
 	}
 	mon, err := c.monitor(ctx)
 	if err != nil {
-		if ctx.Err() != nil || errors.Is(err, runtime.ErrTemporary) {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		if errors.Is(err, runtime.ErrTemporary) {
 			return 0, err
 		}
 		c.e.log.Warn("no health check for the task", "task", c.id, "err", err)
@@ -396,6 +449,7 @@ func (c *Controller) Remove(ctx context.Context) error {
 	default:
 		return classify(err, "load container "+c.id)
 	}
+	c.detachNetwork()
 	if err := removeNetNS(c.e.NetNSPath(c.id)); err != nil {
 		return err
 	}
@@ -434,6 +488,11 @@ func (c *Controller) Reattach(ctx context.Context, last *api.TaskStatus) error {
 	} else if st.Status != client.Stopped {
 		if err := c.attachLogs(ctx, ctr); err != nil {
 			c.e.log.Warn("task output is no longer captured", "task", c.id, "err", err)
+		}
+		// The DNS server inside the container lived in the previous
+		// agent: attach again (interfaces and rules are kept as they are).
+		if _, err := c.attachNetwork(ctx); err != nil {
+			c.e.log.Warn("task's network not attached again", "task", c.id, "err", err)
 		}
 	}
 	c.e.log.Info("reattached to task", "task", c.id, "pid", task.Pid())

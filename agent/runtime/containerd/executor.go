@@ -96,6 +96,10 @@ type Config struct {
 	// PID 1 (the shoal binary built with CGO_ENABLED=0). Empty: tasks that
 	// ask for --init are rejected.
 	InitPath string
+	// Network, when set, attaches each task's network namespace to the
+	// task's networks (see runtime.Network); the container then gets the
+	// resolv.conf it returns. Nil leaves tasks with loopback only.
+	Network runtime.Network
 	// Logger receives the executor's log; slog.Default() when nil.
 	Logger *slog.Logger
 }

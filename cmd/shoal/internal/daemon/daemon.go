@@ -31,6 +31,7 @@ import (
 	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/raft"
 	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/overlay"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -60,6 +61,13 @@ type Config struct {
 	// Containerd configures the containerd executor (Address is the
 	// socket; StateDir defaults to DATA/containerd).
 	Containerd ctrd.Config
+	// Overlay enables the overlay data plane (VXLAN networks, service
+	// VIPs, DNS) with the containerd runtime on a node whose advertised
+	// address is not loopback.
+	Overlay bool
+	// GossipPort is the port of the endpoint gossip (TCP and UDP); 0
+	// means 7946.
+	GossipPort int
 	Logger     *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
@@ -436,7 +444,14 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 	if m := d.currentManager(); m != nil {
 		managers = append([]string{d.cfg.AdvertiseAddr}, managers...)
 	}
-	exec, err := d.executor(ctx)
+	host, err := d.startOverlay(ctx, managers)
+	if err != nil {
+		return err
+	}
+	if host != nil {
+		defer host.Close()
+	}
+	exec, err := d.executor(ctx, host)
 	if err != nil {
 		return err
 	}
@@ -461,6 +476,7 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
 		Executor:   exec,
 		StateDir:   d.cfg.DataDir,
+		Overlay:    overlayOf(host),
 	})
 	err = a.Run(ctx)
 	if d.leaving.Load() {
@@ -543,9 +559,12 @@ func (d *Daemon) stop() {
 }
 
 // executor builds the task runtime the daemon was asked for.
-func (d *Daemon) executor(ctx context.Context) (execrt.Executor, error) {
+func (d *Daemon) executor(ctx context.Context, host *overlay.Host) (execrt.Executor, error) {
 	if d.cfg.Runtime == "containerd" {
 		cc := d.cfg.Containerd
+		if host != nil {
+			cc.Network = host
+		}
 		if cc.StateDir == "" {
 			cc.StateDir = filepath.Join(d.cfg.DataDir, "containerd")
 		}

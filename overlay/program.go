@@ -1,0 +1,195 @@
+package overlay
+
+import (
+	"errors"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/shoalhq/shoal/overlay/dns"
+	"github.com/shoalhq/shoal/overlay/gossip"
+	"github.com/shoalhq/shoal/overlay/vip"
+	"github.com/shoalhq/shoal/overlay/vxlan"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// settle is how long changes of the endpoint table gather before the
+// host reprograms (many tasks of one update arrive together).
+const settle = 5 * time.Millisecond
+
+// follow reprograms the host whenever the endpoint table changes.
+func (h *Host) follow() {
+	defer h.wg.Done()
+	changes, cancel := h.table.Subscribe()
+	defer cancel()
+	for {
+		select {
+		case <-h.done:
+			return
+		case <-changes:
+		case <-h.kick:
+		}
+		select {
+		case <-h.done:
+			return
+		case <-time.After(settle):
+		}
+		h.mu.Lock()
+		locals := make([]*local, 0, len(h.tasks))
+		for _, l := range h.tasks {
+			locals = append(locals, l)
+		}
+		h.mu.Unlock()
+		if err := h.program(locals); err != nil {
+			h.cfg.Logger.Warn("overlay: reprogram", "err", err)
+		}
+	}
+}
+
+// program brings the forwarding entries of the networks of locals, and
+// the VIP rules and DNS answers of each of locals, in line with the
+// endpoint table.
+func (h *Host) program(locals []*local) error {
+	h.mu.Lock()
+	nets := map[string]*api.Network{}
+	for _, l := range locals {
+		for _, a := range l.task.GetNetworks() {
+			if n := h.networks[a.GetNetworkId()]; n != nil {
+				nets[n.GetId()] = n
+			}
+		}
+	}
+	h.mu.Unlock()
+	eps := map[string][]gossip.Endpoint{}
+	var errs []error
+	for id, n := range nets {
+		eps[id] = h.dedupe(h.table.Endpoints(id))
+		if err := h.programForwarding(n, eps[id]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	for _, l := range locals {
+		if err := h.programTask(l, nets, eps); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// dedupe keeps one endpoint per address. Two hosts publish the same
+// address only for a moment: a task of a dead host whose address went to
+// its replacement before the gossip declared the host dead. The local
+// endpoint wins (it is alive); otherwise the first by node, logged.
+func (h *Host) dedupe(eps []gossip.Endpoint) []gossip.Endpoint {
+	byAddr := map[netip.Addr]int{}
+	out := eps[:0:0]
+	for _, ep := range eps {
+		i, dup := byAddr[ep.Addr]
+		switch {
+		case !dup:
+			byAddr[ep.Addr] = len(out)
+			out = append(out, ep)
+		case ep.VTEP == h.cfg.VTEP:
+			h.cfg.Logger.Debug("overlay: address published by two hosts; keeping the local one", "addr", ep.Addr, "other", out[i].Node)
+			out[i] = ep
+		default:
+			h.cfg.Logger.Debug("overlay: address published by two hosts", "addr", ep.Addr, "kept", out[i].Node, "dropped", ep.Node)
+		}
+	}
+	return out
+}
+
+// programForwarding sets a network's flood entries (one per other host
+// with endpoints on it) and its FDB and neighbour entries.
+func (h *Host) programForwarding(n *api.Network, eps []gossip.Endpoint) error {
+	var peers []netip.Addr
+	var remotes []vxlan.Remote
+	for _, ep := range eps {
+		if ep.VTEP == h.cfg.VTEP {
+			continue
+		}
+		mac, err := parseMAC(ep.MAC)
+		if err != nil {
+			continue
+		}
+		remotes = append(remotes, vxlan.Remote{Addr: ep.Addr, MAC: mac, VTEP: ep.VTEP})
+		if !slices.Contains(peers, ep.VTEP) {
+			peers = append(peers, ep.VTEP)
+		}
+	}
+	if err := h.vx.SetPeers(n.GetVni(), peers); err != nil && !errors.Is(err, vxlan.ErrNetworkNotFound) {
+		return err
+	}
+	if err := h.vx.SetRemotes(n.GetVni(), remotes); err != nil && !errors.Is(err, vxlan.ErrNetworkNotFound) {
+		return err
+	}
+	return nil
+}
+
+// programTask sets one container's VIP rules and DNS view: the services
+// with endpoints on the networks it is attached to.
+func (h *Host) programTask(l *local, nets map[string]*api.Network, eps map[string][]gossip.Endpoint) error {
+	var services []vip.Service
+	view := dns.View{}
+	for _, a := range l.task.GetNetworks() {
+		n := nets[a.GetNetworkId()]
+		if n == nil || n.GetIngress() {
+			continue
+		}
+		view.Networks = append(view.Networks, name(n))
+		type group struct {
+			svc     dns.Service
+			backend []netip.Addr
+		}
+		groups := map[string]*group{}
+		var order []string
+		for _, ep := range eps[n.GetId()] {
+			if ep.ServiceID == "" {
+				continue
+			}
+			g := groups[ep.ServiceID]
+			if g == nil {
+				g = &group{svc: dns.Service{Name: ep.ServiceName, Network: name(n), VIP: ep.VIP, Aliases: ep.Aliases}}
+				groups[ep.ServiceID] = g
+				order = append(order, ep.ServiceID)
+			}
+			g.svc.Tasks = append(g.svc.Tasks, dns.Task{Addr: ep.Addr})
+			g.backend = append(g.backend, ep.Addr)
+		}
+		// Services seen before whose tasks all left keep their VIP and
+		// name: the VIP then refuses connections at once instead of
+		// letting clients hang.
+		h.mu.Lock()
+		known := h.services[n.GetId()]
+		if known == nil {
+			known = map[string]dns.Service{}
+			h.services[n.GetId()] = known
+		}
+		for id, g := range groups {
+			known[id] = dns.Service{Name: g.svc.Name, Network: g.svc.Network, VIP: g.svc.VIP, Aliases: g.svc.Aliases}
+		}
+		for id, svc := range known {
+			if groups[id] == nil {
+				groups[id] = &group{svc: svc}
+				order = append(order, id)
+			}
+		}
+		h.mu.Unlock()
+		slices.Sort(order)
+		for _, id := range order {
+			g := groups[id]
+			view.Services = append(view.Services, g.svc)
+			if g.svc.VIP.IsValid() {
+				services = append(services, vip.Service{VIP: g.svc.VIP, Backends: g.backend})
+			}
+		}
+	}
+	var errs []error
+	if err := vip.Apply(l.nsPath, services); err != nil {
+		errs = append(errs, err)
+	}
+	if err := h.dns.Attach(l.task.GetId(), l.nsPath, view); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
