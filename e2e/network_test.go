@@ -65,7 +65,27 @@ func TestNetworkCommands(t *testing.T) {
 		t.Fatalf("inspect:\n%s", out)
 	}
 
-	mustCLI("service", "create", "-d", "--name", "web", "--network", "app", "registry.test:5000/web:v1")
+	mustCLI("service", "create", "-d", "--name", "web", "--network", "app", "-p", "8080:80", "registry.test:5000/web:v1")
+	mustCLI("network", "create", "--subnet", "10.99.0.0/29", "tiny")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"service", "create", "-d", "--name", "big", "--replicas", "6", "--network", "tiny", "registry.test:5000/web:v1"},
+			"network tiny (10.99.0.0/29) has 5 free addresses; the service needs 6 replicas and its virtual IP"},
+		{[]string{"service", "create", "-d", "--name", "web2", "-p", "8080:81", "registry.test:5000/web:v1"},
+			"published port 8080/tcp is already published by service web"},
+		{[]string{"service", "create", "-d", "--name", "lost", "--network", "nosuch", "registry.test:5000/web:v1"},
+			"network nosuch not found"},
+	} {
+		out, err := d.cli(tc.args...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("shoal %s: err=%v, want an error containing %q:\n%s", strings.Join(tc.args, " "), err, tc.want, out)
+		}
+	}
+	if out := mustCLI("service", "ls", "-q"); strings.Count(strings.TrimSpace(out), "\n") != 0 {
+		t.Fatalf("refused creates left services behind:\n%s", out)
+	}
 	if out, err := d.cli("network", "rm", "app"); err == nil || !strings.Contains(out, "in use by service web") {
 		t.Fatalf("rm of a used network: %v\n%s", err, out)
 	}
@@ -77,7 +97,7 @@ func TestNetworkCommands(t *testing.T) {
 		}
 		return nil
 	})
-	mustCLI("network", "rm", "data")
+	mustCLI("network", "rm", "data", "tiny")
 	if out := mustCLI("network", "ls", "--format", "json"); strings.Count(strings.TrimSpace(out), "\n") != 0 || !strings.Contains(out, `"Name":"ingress"`) {
 		t.Fatalf("want only the ingress network left: %q", out)
 	}

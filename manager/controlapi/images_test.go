@@ -66,6 +66,7 @@ func TestServiceImageResolvedOnce(t *testing.T) {
 	// An unreachable registry leaves the digest empty; the write succeeds.
 	other := validSpec()
 	other.Annotations.Name = "other"
+	other.Endpoint = nil // web publishes its ports
 	other.Task.Container.Image = "registry.test:5000/unknown:v1"
 	created, err = srv.CreateService(ctx, &api.CreateServiceRequest{Spec: other})
 	if err != nil || created.Service.ImageDigest != "" {
@@ -74,6 +75,7 @@ func TestServiceImageResolvedOnce(t *testing.T) {
 	// A digest in the reference is taken as is.
 	pinned := validSpec()
 	pinned.Annotations.Name = "pinned"
+	pinned.Endpoint = nil
 	pinned.Task.Container.Image = "registry.test:5000/app@sha256:ccc"
 	created, err = srv.CreateService(ctx, &api.CreateServiceRequest{Spec: pinned})
 	if err != nil || created.Service.ImageDigest != "sha256:ccc" {

@@ -158,3 +158,45 @@ func TestListAndGetNetworks(t *testing.T) {
 		t.Fatalf("get: %v %v", g, err)
 	}
 }
+
+func TestPublishedPortTaken(t *testing.T) {
+	srv, st, _ := newTestServer(t)
+	if _, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: validSpec()}); err != nil {
+		t.Fatal(err)
+	}
+	before := st.AppliedIndex()
+	other := validSpec()
+	other.Annotations.Name = "other"
+	other.Endpoint.Ports = []*api.PortConfig{{TargetPort: 81, PublishedPort: 8080}}
+	_, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: other})
+	wantCode(t, err, codes.AlreadyExists, "published port 8080/tcp is already published by service web")
+	if st.AppliedIndex() != before {
+		t.Fatal("a refused create wrote")
+	}
+	// Host-mode publishing is per node: the scheduler keeps it apart.
+	other.Endpoint.Ports[0].PublishMode = api.PortConfig_PUBLISH_MODE_HOST
+	if _, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: other}); err != nil {
+		t.Fatalf("host-mode port: %v", err)
+	}
+}
+
+func TestSubnetTooSmallForReplicas(t *testing.T) {
+	srv, st, _ := newTestServer(t)
+	if _, err := createNet(t, srv, netSpec("tiny", "10.60.0.0/29", "")); err != nil { // 6 hosts - gateway = 5
+		t.Fatal(err)
+	}
+	before := st.AppliedIndex()
+	spec := validSpec()
+	spec.Endpoint = nil
+	spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "tiny"}}
+	spec.Mode = &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 5}}}
+	_, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec})
+	wantCode(t, err, codes.ResourceExhausted, "network tiny (10.60.0.0/29) has 5 free addresses; the service needs 5 replicas and its virtual IP")
+	if st.AppliedIndex() != before {
+		t.Fatal("a refused create wrote")
+	}
+	spec.Mode = &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 4}}}
+	if _, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec}); err != nil {
+		t.Fatalf("4 replicas and a VIP fit 5 addresses: %v", err)
+	}
+}

@@ -34,6 +34,9 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 		if err := resolveServiceNetworks(tx, stored); err != nil {
 			return err
 		}
+		if err := checkServiceNetworks(tx, "", stored); err != nil {
+			return err
+		}
 		return tx.CreateService(&api.Service{
 			Id:          id,
 			Meta:        &api.Meta{},
@@ -195,6 +198,9 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 			svc.PreviousSpec = svc.Spec
 			svc.Spec = clone(req.GetSpec())
 			if err := resolveServiceNetworks(tx, svc.Spec); err != nil {
+				return err
+			}
+			if err := checkServiceNetworks(tx, svc.GetId(), svc.Spec); err != nil {
 				return err
 			}
 			keepRegistryPassword(cur.GetSpec(), svc.Spec)
