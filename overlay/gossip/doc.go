@@ -41,8 +41,10 @@
 //     sees it alive again.
 //   - Repair: every ReconnectInterval the table rejoins one random failed
 //     peer (healed partitions, a host back on its address without the
-//     managers), and it drops entries of nodes memberlist does not list as
-//     alive after a few seconds (relays that raced a death).
+//     managers). A node whose entries it holds but that memberlist does not
+//     list as alive (memberlist's gossip missed it, or a relay raced its
+//     death) is contacted at its gossip address after a few seconds, and
+//     its entries are dropped only if that does not make it a member.
 //
 // # Timing: how fast a dead host leaves every table
 //
@@ -53,13 +55,14 @@
 // 2.5s at N = 50, 3.7s at N = 300) once one other member confirms the
 // suspicion, up to SuspicionMaxTimeoutMult (3) times that without
 // confirmation; the dead message then spreads in a few 100ms gossip rounds.
-// Expected bound: about 2 × I + 1.5 × log10(N) s + 0.5 s, i.e. 3s for 5
-// hosts and 5s for 300; worst case (no confirmation, e.g. peers
+// Expected: about 2 × I + 1.5 × log10(N) s + 0.5 s, i.e. 3s for 5 hosts,
+// 4.5s for 100 and 5.2s for 300; worst case (no confirmation, e.g. peers
 // overloaded) about 13s for 300. Measured on loopback with these defaults
-// (BenchmarkDeadNodeRemoval, -benchtime=8x): 5 hosts mean 2.6s, max 3.2s;
-// 50 hosts mean 3.6s, max 4.2s. A graceful Leave takes about 0.1s.
-// A change published on one host is visible on the others in one or two
-// gossip rounds (BenchmarkPropagation: 100ms on 5 hosts).
+// (BenchmarkDeadNodeRemoval, all nodes in one process on 2 shared cores):
+// 5 hosts mean 2.6s, max 3.2s; 50 hosts mean 3.4-3.9s, max 4.8s; 100 hosts
+// mean 4.5s, max 5.7s. A graceful Leave takes about 0.1s. A change
+// published on one host is visible on the others after one or two gossip
+// rounds (BenchmarkPropagation: 100ms on 5 hosts).
 //
 // # Network
 //

@@ -29,9 +29,10 @@ import (
 //     publish.
 //   - A higher incarnation replaces everything known about the node: a
 //     restarted node starts from nothing and its old entries vanish.
-//   - A departed node (memberlist declared it dead, or it left) loses all
-//     its entries, and data of the departed incarnation or older is refused
-//     until the node is seen alive again or shows a newer incarnation.
+//   - A departed node (memberlist declared it dead, or it announced its
+//     leave) loses all its entries, and data of the departed incarnation or
+//     older is refused until the node is seen alive again or shows a newer
+//     incarnation.
 //
 // Whatever the order and duplication of deltas and snapshots, replicas
 // that received the same information hold the same table (the property

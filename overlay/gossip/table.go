@@ -238,7 +238,7 @@ func (t *Table) prepare(ep Endpoint) (Endpoint, error) {
 		return Endpoint{}, err
 	}
 	norm.Node = t.cfg.NodeName
-	worst := delta{Node: norm.Node, Inc: math.MaxUint64, Version: math.MaxUint64, ID: norm.ID, Endpoint: norm}
+	worst := delta{Node: norm.Node, Addr: t.cfg.BindAddr, Inc: math.MaxUint64, Version: math.MaxUint64, ID: norm.ID, Endpoint: norm}
 	if n := len(encodeDelta(worst)); n > maxDeltaBytes {
 		return Endpoint{}, fmt.Errorf("%w: endpoint %q encodes to %d bytes, the limit is %d: shorten or drop aliases and names",
 			ErrEndpointTooLarge, norm.ID, n, maxDeltaBytes)
