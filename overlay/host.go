@@ -128,8 +128,9 @@ func New(cfg Config) (*Host, error) {
 		done:     make(chan struct{}),
 	}
 	h.loadNetworks()
-	h.wg.Add(1)
+	h.wg.Add(2)
 	go h.follow()
+	go h.collectGarbage()
 	return h, nil
 }
 

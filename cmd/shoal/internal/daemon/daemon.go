@@ -68,6 +68,9 @@ type Config struct {
 	// GossipPort is the port of the endpoint gossip (TCP and UDP); 0
 	// means 7946.
 	GossipPort int
+	// Cleanup removes the overlay's devices on this host when the daemon
+	// stops (for a node taken out of service).
+	Cleanup bool
 	Logger     *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
@@ -449,7 +452,14 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 		return err
 	}
 	if host != nil {
-		defer host.Close()
+		defer func() {
+			if d.cfg.Cleanup {
+				if err := host.Cleanup(); err != nil {
+					d.log.Warn("overlay: clean up", "err", err)
+				}
+			}
+			host.Close()
+		}()
 	}
 	exec, err := d.executor(ctx, host)
 	if err != nil {
