@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"crypto/rand"
+	"fmt"
 	"encoding/hex"
 	"encoding/json"
 	"os"
@@ -58,10 +59,28 @@ func TestPlayground(t *testing.T) {
 	if err != nil {
 		t.Fatalf("service ls: %v\n%s", err, ls)
 	}
-	var row struct{ Name, Replicas string }
-	if err := json.Unmarshal([]byte(strings.TrimSpace(ls)), &row); err != nil || row.Name != "web" || row.Replicas != "6/6" {
-		t.Fatalf("service ls --format json = %q (%v), want web with 6/6", ls, err)
+	replicas := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(ls), "\n") {
+		var row struct{ Name, Replicas string }
+		if err := json.Unmarshal([]byte(line), &row); err != nil {
+			t.Fatalf("service ls line %q: %v", line, err)
+		}
+		replicas[row.Name] = row.Replicas
 	}
+	if replicas["web"] != "6/6" || replicas["client"] != "1/1" {
+		t.Fatalf("service ls --format json = %q, want web 6/6 and client 1/1", ls)
+	}
+	// The client calls web by name over the demo network, every 5 s.
+	poll(t, 30*time.Second, "client reaches web by name", func() error {
+		out, err := runShoal(10*time.Second, "--host", host, "service", "logs", "client")
+		if err != nil {
+			return fmt.Errorf("%v: %s", err, out)
+		}
+		if !strings.Contains(out, `"ok":12,"failed":0`) {
+			return fmt.Errorf("no full batch yet: %q", out)
+		}
+		return nil
+	})
 
 	again, err := runShoal(time.Minute, up...)
 	if err != nil || !strings.Contains(again, "already up") {

@@ -192,23 +192,25 @@ func newPlaygroundDownCmd() *cobra.Command {
 	return cmd
 }
 
-// examples is the example service the playground runs.
+// The example services: web (an HTTP echo server, several replicas) and
+// client (calls web by name every few seconds), on network demo.
 const (
+	exampleNetwork  = "demo"
 	exampleService  = "web"
+	exampleClient   = "client"
 	exampleReplicas = 6
 )
 
 // deployExamples builds the example image, pushes it to the playground's
-// registry and creates the example service unless it exists, then waits
-// until all its replicas run.
+// registry, creates the example network and services unless they exist,
+// and waits until all their replicas run.
 func deployExamples(ctx context.Context, l *lab.Lab, out io.Writer) error {
 	c, err := l.Host(1).Control()
 	if err != nil {
 		return err
 	}
-	svc, err := c.GetService(ctx, &api.GetServiceRequest{ServiceId: exampleService})
-	if err != nil {
-		ref := l.RegistryAddr + "/web:v1"
+	ref := l.RegistryAddr + "/web:v1"
+	if _, err := c.GetService(ctx, &api.GetServiceRequest{ServiceId: exampleService}); err != nil {
 		fmt.Fprintf(out, "building and pushing %s\n", ref)
 		img, err := images.Build(ctx, images.BuildOptions{
 			Ref: "registry.test:5000/web:v1", Programs: []string{"echo", "client"}, Version: "v1",
@@ -220,31 +222,60 @@ func deployExamples(ctx context.Context, l *lab.Lab, out io.Writer) error {
 		if _, err := l.Registry().Push(ctx, img, ref); err != nil {
 			return fmt.Errorf("push the example image: %w", err)
 		}
-		resp, err := c.CreateService(ctx, &api.CreateServiceRequest{Spec: &api.ServiceSpec{
-			Annotations: &api.Annotations{Name: exampleService},
-			Task:        &api.TaskSpec{Container: &api.ContainerSpec{Image: ref}},
-			Mode:        &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: exampleReplicas}}},
-		}})
-		if err != nil {
-			return fmt.Errorf("create service %s: %w", exampleService, err)
-		}
-		svc = &api.GetServiceResponse{Service: resp.GetService()}
 	}
-	fmt.Fprintf(out, "waiting for %d replicas of %s\n", exampleReplicas, exampleService)
+	if _, err := c.GetNetwork(ctx, &api.GetNetworkRequest{NetworkId: exampleNetwork}); err != nil {
+		if _, err := c.CreateNetwork(ctx, &api.CreateNetworkRequest{Spec: &api.NetworkSpec{
+			Annotations: &api.Annotations{Name: exampleNetwork}, Driver: "overlay",
+		}}); err != nil {
+			return fmt.Errorf("create network %s: %w", exampleNetwork, err)
+		}
+	}
+	onDemo := []*api.NetworkAttachmentConfig{{Target: exampleNetwork}}
+	specs := []*api.ServiceSpec{{
+		Annotations: &api.Annotations{Name: exampleService},
+		Task:        &api.TaskSpec{Container: &api.ContainerSpec{Image: ref}, Networks: onDemo},
+		Mode:        &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: exampleReplicas}}},
+	}, {
+		Annotations: &api.Annotations{Name: exampleClient},
+		Task: &api.TaskSpec{Container: &api.ContainerSpec{Image: ref, Command: []string{"/bin/client"},
+			Env: []string{"URL=http://" + exampleService + "/", "COUNT=12", "EVERY=5s"}}, Networks: onDemo},
+		Mode: &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 1}}},
+	}}
+	for _, spec := range specs {
+		name := spec.GetAnnotations().GetName()
+		svc, err := c.GetService(ctx, &api.GetServiceRequest{ServiceId: name})
+		if err != nil {
+			resp, err := c.CreateService(ctx, &api.CreateServiceRequest{Spec: spec})
+			if err != nil {
+				return fmt.Errorf("create service %s: %w", name, err)
+			}
+			svc = &api.GetServiceResponse{Service: resp.GetService()}
+		}
+		want := spec.GetMode().GetReplicated().GetReplicas()
+		fmt.Fprintf(out, "waiting for %d replicas of %s\n", want, name)
+		if err := waitReplicas(ctx, c, svc.GetService().GetId(), name, int(want)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// waitReplicas polls until want tasks of the service run (2 minutes).
+func waitReplicas(ctx context.Context, c api.ControlClient, id, name string, want int) error {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
-		resp, err := c.ListTasks(ctx, &api.ListTasksRequest{ServiceIds: []string{svc.GetService().GetId()}})
+		resp, err := c.ListTasks(ctx, &api.ListTasksRequest{ServiceIds: []string{id}})
 		running := 0
 		for _, t := range resp.GetTasks() {
 			if t.GetStatus().GetState() == api.TaskState_TASK_STATE_RUNNING && t.GetDesiredState() == api.TaskState_TASK_STATE_RUNNING {
 				running++
 			}
 		}
-		if err == nil && running >= exampleReplicas {
+		if err == nil && running >= want {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: %d of %d replicas running after 2 minutes (%v); see `shoal service ps %s`", exampleService, running, exampleReplicas, err, exampleService)
+			return fmt.Errorf("%s: %d of %d replicas running after 2 minutes (%v); see `shoal service ps %s`", name, running, want, err, name)
 		}
 		select {
 		case <-ctx.Done():
@@ -272,6 +303,7 @@ func printPlayground(out io.Writer, l *lab.Lab, o playgroundOptions) {
 	_ = t.Flush()
 	fmt.Fprintf(out, "\nRegistry: %s (on the underlay)\nLogs: %s/hN/daemon.log and containerd.log\n", l.RegistryAddr, l.Dir)
 	fmt.Fprintf(out, "\nTalk to the cluster with:\n    export SHOAL_HOST=unix://%s\n    shoal node ls\n    shoal service ps %s\n", l.Host(1).Socket, exampleService)
+	fmt.Fprintf(out, "See %s call %s by name over network %s, load-balanced over its replicas:\n    shoal service logs %s\n", exampleClient, exampleService, exampleNetwork, exampleClient)
 	fmt.Fprintf(out, "Enter a host with:\n    ip netns exec %s bash\n", l.Host(1).NetNS)
 	fmt.Fprintf(out, "Remove it with:\n    shoal playground down%s\n", o.flags())
 }

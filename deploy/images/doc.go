@@ -27,7 +27,8 @@
 //     worker, and prints one JSON line
 //     {"sent","ok","failed","hostnames":{NAME:COUNT},"errors":[...]}
 //     where hostnames counts the "hostname" field of echo answers. It
-//     always exits 0.
+//     always exits 0. With -every (or $EVERY) D it repeats the batch
+//     every D, forever, printing one line per batch.
 //   - exit: sleeps $SLEEP (a Go duration or whole seconds, default 0) then
 //     exits with code $CODE (default 0). SIGTERM ends it early with code
 //     143.

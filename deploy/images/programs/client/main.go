@@ -52,6 +52,7 @@ func main() {
 	conc := flag.Int("c", envInt("CONCURRENCY", 1), "requests in flight (env CONCURRENCY)")
 	timeout := flag.Duration("timeout", envDur("TIMEOUT", 2*time.Second), "per-request timeout (env TIMEOUT)")
 	interval := flag.Duration("interval", envDur("INTERVAL", 0), "pause between requests of one worker (env INTERVAL)")
+	every := flag.Duration("every", envDur("EVERY", 0), "repeat the batch this often, forever, one line each (env EVERY; 0: once)")
 	flag.Parse()
 	if *url == "" && flag.NArg() > 0 {
 		*url = flag.Arg(0)
@@ -60,30 +61,39 @@ func main() {
 		*conc = 1
 	}
 
-	s := summary{Hostnames: map[string]int{}}
 	if *url == "" {
-		s.Errors = append(s.Errors, "no URL given (-url or $URL)")
-		emit(s)
+		emit(summary{Hostnames: map[string]int{}, Errors: []string{"no URL given (-url or $URL)"}})
 		return
 	}
 	c := &http.Client{Timeout: *timeout}
 	// Fresh connections per request so that load balancing is visible.
 	c.Transport = &http.Transport{DisableKeepAlives: true}
+	for {
+		emit(batch(c, *url, *n, *conc, *interval))
+		if *every <= 0 {
+			return
+		}
+		time.Sleep(*every)
+	}
+}
 
+// batch makes n requests to url, conc at a time, and sums them up.
+func batch(c *http.Client, url string, n, conc int, interval time.Duration) summary {
+	s := summary{Hostnames: map[string]int{}}
 	var mu sync.Mutex
 	jobs := make(chan int)
 	var wg sync.WaitGroup
-	for w := 0; w < *conc; w++ {
+	for w := 0; w < conc; w++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			first := true
 			for range jobs {
-				if !first && *interval > 0 {
-					time.Sleep(*interval)
+				if !first && interval > 0 {
+					time.Sleep(interval)
 				}
 				first = false
-				host, err := get(c, *url)
+				host, err := get(c, url)
 				mu.Lock()
 				s.Sent++
 				if err != nil {
@@ -99,13 +109,13 @@ func main() {
 			}
 		}()
 	}
-	for i := 0; i < *n; i++ {
+	for i := 0; i < n; i++ {
 		jobs <- i
 	}
 	close(jobs)
 	wg.Wait()
 	sort.Strings(s.Errors)
-	emit(s)
+	return s
 }
 
 // get fetches url and returns the "hostname" field of the JSON answer
