@@ -71,7 +71,7 @@ type Config struct {
 	// Cleanup removes the overlay's devices on this host when the daemon
 	// stops (for a node taken out of service).
 	Cleanup bool
-	Logger     *slog.Logger
+	Logger  *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
 }
