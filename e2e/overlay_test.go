@@ -238,3 +238,23 @@ func TestOverlayAcrossHosts(t *testing.T) {
 		}
 	}
 }
+
+// TestHostNetworkMode: a task on the host network listens on the host's
+// own addresses (here its underlay address) with no network namespace
+// of its own.
+func TestHostNetworkMode(t *testing.T) {
+	c := newCluster(t, 1, 1)
+	svc := c.createOn("hostweb", "web:v1", 1, []string{"host"}, 0)
+	task := only(t, c.waitRunning(svc.GetId(), 1, 60*time.Second))
+	if _, err := os.Stat(taskNetNS(c.Host(1), task.GetId())); !os.IsNotExist(err) {
+		t.Fatalf("a host-network task got a namespace of its own (%v)", err)
+	}
+	hc := c.HTTPClient(2 * time.Second)
+	poll(t, 10*time.Second, "the task answers on the host's address", func() error {
+		a, err := getEcho(hc, "http://"+c.Host(1).Addr+":80/")
+		if err == nil && a.TaskID != task.GetId() {
+			err = fmt.Errorf("answered by %q, want %s", a.TaskID, task.GetId())
+		}
+		return err
+	})
+}

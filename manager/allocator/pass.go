@@ -204,7 +204,7 @@ func (st *state) endpoint(s *api.Service) (*api.Endpoint, error) {
 		want.Spec = proto.Clone(e).(*api.EndpointSpec)
 	}
 	var nets []string
-	if spec.GetEndpoint().GetMode() == api.EndpointSpec_MODE_VIP {
+	if spec.GetEndpoint().GetMode() == api.EndpointSpec_MODE_VIP && spec.GetTask().NetworkMode() == "" {
 		for _, n := range spec.GetTask().GetNetworks() {
 			nets = append(nets, n.GetTarget())
 		}
@@ -332,8 +332,10 @@ func (st *state) attachments(t *api.Task) ([]*api.NetworkAttachment, error) {
 		aliases []string
 	}
 	var wants []want
-	for _, n := range t.GetSpec().GetNetworks() {
-		wants = append(wants, want{n.GetTarget(), n.GetAliases()})
+	if t.GetSpec().NetworkMode() == "" {
+		for _, n := range t.GetSpec().GetNetworks() {
+			wants = append(wants, want{n.GetTarget(), n.GetAliases()})
+		}
 	}
 	if svc := st.services[t.GetServiceId()]; svc != nil && svc.GetSpec().PublishesIngress() && st.ingress != nil {
 		wants = append(wants, want{id: st.ingress.GetId()})

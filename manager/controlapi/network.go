@@ -261,7 +261,19 @@ func networkFinder(tx store.ReadTx) finder[*api.Network] {
 // InvalidArgument.
 func resolveServiceNetworks(tx store.ReadTx, spec *api.ServiceSpec) error {
 	seen := map[string]int{}
-	for i, a := range spec.GetTask().GetNetworks() {
+	nets := spec.GetTask().GetNetworks()
+	for i, a := range nets {
+		if api.IsNodeLocalNetwork(a.GetTarget()) {
+			if len(nets) > 1 {
+				return ToStatus(fieldErr(fmt.Sprintf("task.networks[%d].target", i),
+					"%q is a node-local network mode and must be the only network: remove it, or the other networks", a.GetTarget()))
+			}
+			if a.GetTarget() == api.NetworkHost && spec.PublishesIngress() {
+				return ToStatus(fieldErr(fmt.Sprintf("task.networks[%d].target", i),
+					"tasks on the host network cannot publish through the routing mesh: publish with mode=host"))
+			}
+			continue
+		}
 		n, err := networkFinder(tx).resolve(a.GetTarget())
 		if err != nil {
 			return fmt.Errorf("task.networks[%d]: %w", i, err)

@@ -142,6 +142,17 @@ func TestServiceNetworkTargets(t *testing.T) {
 	spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "app"}, {Target: "ap"}}
 	_, err = srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec})
 	wantCode(t, err, codes.InvalidArgument, "same network as networks[0]")
+	spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "app"}, {Target: "host"}}
+	_, err = srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec})
+	wantCode(t, err, codes.InvalidArgument, `"host" is a node-local network mode and must be the only network`)
+	spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "host"}}
+	_, err = srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec}) // validSpec publishes ingress ports
+	wantCode(t, err, codes.InvalidArgument, "publish with mode=host")
+	spec.Endpoint = nil
+	resp, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: spec})
+	if err != nil || resp.GetService().GetSpec().GetTask().GetNetworks()[0].GetTarget() != "host" {
+		t.Fatalf("host network: %v %v", resp, err)
+	}
 }
 
 func TestListAndGetNetworks(t *testing.T) {

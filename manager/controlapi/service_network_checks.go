@@ -58,7 +58,7 @@ func portID(p *api.PortConfig) string {
 // size follows the nodes.
 func checkNetworkCapacity(tx store.ReadTx, id string, spec *api.ServiceSpec) error {
 	r, ok := spec.GetMode().GetMode().(*api.ServiceMode_Replicated)
-	if !ok || len(spec.GetTask().GetNetworks()) == 0 {
+	if !ok || spec.GetTask().NetworkMode() != "" {
 		return nil
 	}
 	need := int(r.Replicated.GetReplicas())

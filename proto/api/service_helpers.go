@@ -11,10 +11,41 @@ func (s *ServiceSpec) PublishesIngress() bool {
 	return false
 }
 
+// Node-local network modes, named as network targets in a task spec.
+// They are not cluster objects and need no addresses from the managers:
+// host shares the node's network namespace, bridge is the node's own
+// bridge with outbound NAT (the default for tasks with no network), none
+// leaves the task a loopback interface only.
+const (
+	NetworkHost   = "host"
+	NetworkBridge = "bridge"
+	NetworkNone   = "none"
+)
+
+// IsNodeLocalNetwork reports whether a network target names a node-local
+// mode rather than an overlay network.
+func IsNodeLocalNetwork(target string) bool {
+	return target == NetworkHost || target == NetworkBridge || target == NetworkNone
+}
+
+// NetworkMode returns the node-local mode a task spec asks for (host,
+// bridge or none), or "" when it attaches to overlay networks. A spec
+// with no network at all gets bridge.
+func (t *TaskSpec) NetworkMode() string {
+	nets := t.GetNetworks()
+	if len(nets) == 0 {
+		return NetworkBridge
+	}
+	if IsNodeLocalNetwork(nets[0].GetTarget()) {
+		return nets[0].GetTarget()
+	}
+	return ""
+}
+
 // NeedsAllocation reports whether the tasks of a service with this spec
 // must get network addresses before they are scheduled: they attach to
 // networks, or the service publishes through the routing mesh. The
 // orchestrator creates such tasks NEW, for the allocator; others PENDING.
 func (s *ServiceSpec) NeedsAllocation() bool {
-	return len(s.GetTask().GetNetworks()) > 0 || s.PublishesIngress()
+	return s.GetTask().NetworkMode() == "" || s.PublishesIngress()
 }

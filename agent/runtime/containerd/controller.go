@@ -58,7 +58,11 @@ var (
 // is left behind. A pull or spec failure wraps runtime.ErrTaskRejected.
 func (c *Controller) Prepare(ctx context.Context) (err error) {
 	cl := c.e.client
+	hostNet := c.task.GetSpec().NetworkMode() == api.NetworkHost
 	if _, err := cl.LoadContainer(ctx, c.id); err == nil {
+		if hostNet {
+			return nil
+		}
 		if err := createNetNS(c.e.NetNSPath(c.id)); err != nil {
 			return err
 		}
@@ -78,9 +82,12 @@ func (c *Controller) Prepare(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	netns := c.e.NetNSPath(c.id)
-	if err := createNetNS(netns); err != nil {
-		return fmt.Errorf("task %s: %w", c.id, err)
+	netns := ""
+	if !hostNet {
+		netns = c.e.NetNSPath(c.id)
+		if err := createNetNS(netns); err != nil {
+			return fmt.Errorf("task %s: %w", c.id, err)
+		}
 	}
 	defer func() {
 		if err != nil {

@@ -28,7 +28,8 @@ const (
 const cfsPeriod = 100000
 
 // specOpts returns the OCI spec options of task t's container, whose
-// image is img and network namespace netnsPath:
+// image is img and network namespace netnsPath ("" for the host's own,
+// with the host's /etc/hosts and /etc/resolv.conf):
 //
 //   - the image's config (entrypoint, cmd, env, working dir, user);
 //   - Command replaces the entrypoint and drops the image's cmd, Args
@@ -42,9 +43,11 @@ const cfsPeriod = 100000
 //     ulimits.
 func specOpts(ctx context.Context, t *api.Task, img client.Image, netnsPath string, mounts []specs.Mount) ([]oci.SpecOpts, error) {
 	cs := t.GetSpec().GetContainer()
-	opts := []oci.SpecOpts{
-		oci.WithImageConfig(img),
-		oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath}),
+	opts := []oci.SpecOpts{oci.WithImageConfig(img)}
+	if netnsPath == "" {
+		opts = append(opts, oci.WithHostNamespace(specs.NetworkNamespace), oci.WithHostHostsFile, oci.WithHostResolvconf)
+	} else {
+		opts = append(opts, oci.WithLinuxNamespace(specs.LinuxNamespace{Type: specs.NetworkNamespace, Path: netnsPath}))
 	}
 	if len(cs.GetCommand()) > 0 || len(cs.GetArgs()) > 0 {
 		ic, err := img.Spec(ctx)
