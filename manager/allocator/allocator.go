@@ -136,6 +136,8 @@ func relevant(ev store.Event) bool {
 	switch o := ev.Object.(type) {
 	case *api.Network, *api.Service, *api.Cluster:
 		return true
+	case *api.Node:
+		return ev.Kind == store.EventCreate
 	case *api.Task:
 		switch ev.Kind {
 		case store.EventCreate:

@@ -113,6 +113,14 @@ func TestAllocatesVIPsTaskAddressesAndIngress(t *testing.T) {
 	addService(t, st, "web", []string{app.GetId()}, &api.PortConfig{TargetPort: 80, PublishedPort: 8080},
 		&api.PortConfig{TargetPort: 81})
 	addTasks(t, st, "web", 1, 3)
+	update(t, st, func(tx store.Tx) error {
+		for _, id := range []string{"n1", "n2"} {
+			if err := tx.CreateNode(&api.Node{Id: id}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	runAllocator(t, st)
 	waitFor(t, "tasks pending", func() error {
 		for _, tk := range tasks(st) {
@@ -147,6 +155,18 @@ func TestAllocatesVIPsTaskAddressesAndIngress(t *testing.T) {
 		t.Fatalf("ports %v", ports)
 	}
 	seen := map[string]string{}
+	var nodes []*api.Node
+	st.View(func(tx store.ReadTx) { nodes = tx.FindNodes(store.All()) })
+	for _, n := range nodes {
+		if len(n.GetAttachments()) != 1 || n.GetAttachments()[0].GetNetworkId() != ingress.GetId() {
+			t.Fatalf("node %s attachments %v, want one on ingress", n.GetId(), n.GetAttachments())
+		}
+		addr := n.GetAttachments()[0].GetAddresses()[0]
+		if other, dup := seen[addr]; dup || addr == vips[ingress.GetId()] {
+			t.Fatalf("node %s got %s, also held by %s / the VIP", n.GetId(), addr, other)
+		}
+		seen[addr] = "node " + n.GetId()
+	}
 	for _, tk := range tasks(st) {
 		if len(tk.GetNetworks()) != 2 || tk.GetNetworks()[0].GetNetworkId() != app.GetId() || tk.GetNetworks()[1].GetNetworkId() != ingress.GetId() {
 			t.Fatalf("%s attachments %v", tk.GetId(), tk.GetNetworks())

@@ -45,6 +45,9 @@ func (a *Allocator) pass(ctx context.Context) (passResult, error) {
 		if err := st.allocateServices(tx); err != nil {
 			return err
 		}
+		if err := st.allocateNodes(tx); err != nil {
+			return err
+		}
 		res, err = st.allocateTasks(tx, a.cfg.MaxCommitTasks, a.cfg.Now().UnixNano())
 		return err
 	})
@@ -124,6 +127,13 @@ func (a *Allocator) load(tx store.Tx) (*state, error) {
 		for _, p := range s.GetEndpoint().GetPorts() {
 			if p.GetPublishMode() == api.PortConfig_PUBLISH_MODE_INGRESS && p.GetPublishedPort() != 0 {
 				st.ports[portKey(p)] = s.GetId()
+			}
+		}
+	}
+	for _, n := range tx.FindNodes(store.All()) {
+		for _, att := range n.GetAttachments() {
+			for _, addr := range att.GetAddresses() {
+				st.claim(att.GetNetworkId(), addr, "node "+n.GetId())
 			}
 		}
 	}
@@ -283,6 +293,51 @@ func (st *state) name(networkID string) string {
 		return n.GetSpec().GetAnnotations().GetName()
 	}
 	return networkID
+}
+
+// allocateNodes gives every node an address on the ingress network: the
+// gateway through which the routing mesh of that node reaches tasks and
+// their replies come back. A node that lacks one gets one; a node's
+// address on a network that no longer exists is dropped.
+func (st *state) allocateNodes(tx store.Tx) error {
+	if st.ingress == nil {
+		return nil
+	}
+	p := st.pools[st.ingress.GetId()]
+	if p == nil {
+		return nil
+	}
+	for _, n := range tx.FindNodes(store.All()) {
+		var keep []*api.NetworkAttachment
+		has := false
+		for _, a := range n.GetAttachments() {
+			if st.networks[a.GetNetworkId()] != nil {
+				keep = append(keep, a)
+				has = has || a.GetNetworkId() == st.ingress.GetId()
+			}
+		}
+		if has && len(keep) == len(n.GetAttachments()) {
+			continue
+		}
+		if !has {
+			a, err := p.Allocate()
+			if err != nil {
+				st.log("allocator: node has no ingress address", "node", n.GetId(), "err", err)
+				continue
+			}
+			keep = append(keep, &api.NetworkAttachment{
+				NetworkId: st.ingress.GetId(),
+				Addresses: []string{netip.PrefixFrom(a, p.Subnet().Bits()).String()},
+				Mac:       MACFor(a).String(),
+			})
+		}
+		n = proto.Clone(n).(*api.Node)
+		n.Attachments = keep
+		if err := tx.UpdateNode(n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // allocateTasks gives NEW tasks their addresses and moves them to PENDING,

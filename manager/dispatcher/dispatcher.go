@@ -170,12 +170,21 @@ func (d *Dispatcher) ReportedRole(nodeID string) (api.NodeRole, bool) {
 }
 
 // Heartbeat records a node's heartbeat (leader only) and answers with the
-// node's desired role, the period and the managers. It writes the node
+// node's desired role, the period, the managers, the node's own network
+// attachments and the ingress network. It writes the node
 // only when its state, address or description changed. Fails with
 // ErrNodeRemoved for an unknown node.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
 	var node *api.Node
-	d.cfg.Store.View(func(tx store.ReadTx) { node = tx.GetNode(req.NodeId) })
+	var ingress *api.Network
+	d.cfg.Store.View(func(tx store.ReadTx) {
+		node = tx.GetNode(req.NodeId)
+		for _, n := range tx.FindNetworks(store.All()) {
+			if n.GetIngress() {
+				ingress = n
+			}
+		}
+	})
 	if node == nil {
 		return nil, fmt.Errorf("node %s: %w", req.NodeId, ErrNodeRemoved)
 	}
@@ -201,7 +210,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 			return nil, err
 		}
 	}
-	resp := &api.HeartbeatResponse{Period: int64(d.Period())}
+	resp := &api.HeartbeatResponse{Period: int64(d.Period()), Attachments: node.GetAttachments(), Ingress: ingress}
 	if node.Spec != nil {
 		resp.DesiredRole = node.Spec.DesiredRole
 	}

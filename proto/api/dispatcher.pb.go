@@ -193,7 +193,12 @@ type HeartbeatResponse struct {
 	DesiredRole NodeRole `protobuf:"varint,2,opt,name=desired_role,json=desiredRole,proto3,enum=shoal.api.NodeRole" json:"desired_role,omitempty"`
 	Managers    []*Peer  `protobuf:"bytes,3,rep,name=managers,proto3" json:"managers,omitempty"`
 	// LeaderAddr is where to open the Assignments stream.
-	LeaderAddr    string `protobuf:"bytes,4,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	LeaderAddr string `protobuf:"bytes,4,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	// Attachments are the node's own addresses on networks (see
+	// Node.attachments); Ingress is the routing-mesh network, which every
+	// node carries whether or not it runs tasks on it.
+	Attachments   []*NetworkAttachment `protobuf:"bytes,5,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	Ingress       *Network             `protobuf:"bytes,6,opt,name=ingress,proto3" json:"ingress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -254,6 +259,20 @@ func (x *HeartbeatResponse) GetLeaderAddr() string {
 		return x.LeaderAddr
 	}
 	return ""
+}
+
+func (x *HeartbeatResponse) GetAttachments() []*NetworkAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
+}
+
+func (x *HeartbeatResponse) GetIngress() *Network {
+	if x != nil {
+		return x.Ingress
+	}
+	return nil
 }
 
 type AssignmentsRequest struct {
@@ -1090,13 +1109,15 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\vdescription\x18\x02 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12'\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\xb1\x01\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\x9f\x02\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +
 	"\bmanagers\x18\x03 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\x12\x1f\n" +
 	"\vleader_addr\x18\x04 \x01(\tR\n" +
-	"leaderAddr\"-\n" +
+	"leaderAddr\x12>\n" +
+	"\vattachments\x18\x05 \x03(\v2\x1c.shoal.api.NetworkAttachmentR\vattachments\x12,\n" +
+	"\aingress\x18\x06 \x01(\v2\x12.shoal.api.NetworkR\aingress\"-\n" +
 	"\x12AssignmentsRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xba\x02\n" +
 	"\x12AssignmentsMessage\x126\n" +
@@ -1202,43 +1223,46 @@ var file_proto_api_dispatcher_proto_goTypes = []any{
 	(*NodeDescription)(nil),          // 20: shoal.api.NodeDescription
 	(NodeRole)(0),                    // 21: shoal.api.NodeRole
 	(*Peer)(nil),                     // 22: shoal.api.Peer
-	(*Task)(nil),                     // 23: shoal.api.Task
+	(*NetworkAttachment)(nil),        // 23: shoal.api.NetworkAttachment
 	(*Network)(nil),                  // 24: shoal.api.Network
-	(*TaskStatus)(nil),               // 25: shoal.api.TaskStatus
+	(*Task)(nil),                     // 25: shoal.api.Task
+	(*TaskStatus)(nil),               // 26: shoal.api.TaskStatus
 }
 var file_proto_api_dispatcher_proto_depIdxs = []int32{
 	20, // 0: shoal.api.HeartbeatRequest.description:type_name -> shoal.api.NodeDescription
 	21, // 1: shoal.api.HeartbeatRequest.role:type_name -> shoal.api.NodeRole
 	21, // 2: shoal.api.HeartbeatResponse.desired_role:type_name -> shoal.api.NodeRole
 	22, // 3: shoal.api.HeartbeatResponse.managers:type_name -> shoal.api.Peer
-	0,  // 4: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
-	23, // 5: shoal.api.AssignmentsMessage.update_tasks:type_name -> shoal.api.Task
-	24, // 6: shoal.api.AssignmentsMessage.update_networks:type_name -> shoal.api.Network
-	25, // 7: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
-	6,  // 8: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
-	12, // 9: shoal.api.ListVolumesResponse.volumes:type_name -> shoal.api.Volume
-	1,  // 10: shoal.api.LogMessage.stream:type_name -> shoal.api.LogMessage.Stream
-	2,  // 11: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
-	4,  // 12: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
-	7,  // 13: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
-	18, // 14: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
-	9,  // 15: shoal.api.LocalNode.LoadImage:input_type -> shoal.api.LoadImageChunk
-	11, // 16: shoal.api.LocalNode.ListVolumes:input_type -> shoal.api.ListVolumesRequest
-	14, // 17: shoal.api.LocalNode.RemoveVolume:input_type -> shoal.api.RemoveVolumeRequest
-	16, // 18: shoal.api.Logs.TaskLogs:input_type -> shoal.api.TaskLogsRequest
-	3,  // 19: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
-	5,  // 20: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
-	8,  // 21: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
-	19, // 22: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
-	10, // 23: shoal.api.LocalNode.LoadImage:output_type -> shoal.api.LoadImageResponse
-	13, // 24: shoal.api.LocalNode.ListVolumes:output_type -> shoal.api.ListVolumesResponse
-	15, // 25: shoal.api.LocalNode.RemoveVolume:output_type -> shoal.api.RemoveVolumeResponse
-	17, // 26: shoal.api.Logs.TaskLogs:output_type -> shoal.api.LogMessage
-	19, // [19:27] is the sub-list for method output_type
-	11, // [11:19] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	23, // 4: shoal.api.HeartbeatResponse.attachments:type_name -> shoal.api.NetworkAttachment
+	24, // 5: shoal.api.HeartbeatResponse.ingress:type_name -> shoal.api.Network
+	0,  // 6: shoal.api.AssignmentsMessage.type:type_name -> shoal.api.AssignmentsMessage.Type
+	25, // 7: shoal.api.AssignmentsMessage.update_tasks:type_name -> shoal.api.Task
+	24, // 8: shoal.api.AssignmentsMessage.update_networks:type_name -> shoal.api.Network
+	26, // 9: shoal.api.TaskStatusUpdate.status:type_name -> shoal.api.TaskStatus
+	6,  // 10: shoal.api.UpdateTaskStatusRequest.updates:type_name -> shoal.api.TaskStatusUpdate
+	12, // 11: shoal.api.ListVolumesResponse.volumes:type_name -> shoal.api.Volume
+	1,  // 12: shoal.api.LogMessage.stream:type_name -> shoal.api.LogMessage.Stream
+	2,  // 13: shoal.api.Dispatcher.Heartbeat:input_type -> shoal.api.HeartbeatRequest
+	4,  // 14: shoal.api.Dispatcher.Assignments:input_type -> shoal.api.AssignmentsRequest
+	7,  // 15: shoal.api.Dispatcher.UpdateTaskStatus:input_type -> shoal.api.UpdateTaskStatusRequest
+	18, // 16: shoal.api.LocalNode.Leave:input_type -> shoal.api.NodeLeaveRequest
+	9,  // 17: shoal.api.LocalNode.LoadImage:input_type -> shoal.api.LoadImageChunk
+	11, // 18: shoal.api.LocalNode.ListVolumes:input_type -> shoal.api.ListVolumesRequest
+	14, // 19: shoal.api.LocalNode.RemoveVolume:input_type -> shoal.api.RemoveVolumeRequest
+	16, // 20: shoal.api.Logs.TaskLogs:input_type -> shoal.api.TaskLogsRequest
+	3,  // 21: shoal.api.Dispatcher.Heartbeat:output_type -> shoal.api.HeartbeatResponse
+	5,  // 22: shoal.api.Dispatcher.Assignments:output_type -> shoal.api.AssignmentsMessage
+	8,  // 23: shoal.api.Dispatcher.UpdateTaskStatus:output_type -> shoal.api.UpdateTaskStatusResponse
+	19, // 24: shoal.api.LocalNode.Leave:output_type -> shoal.api.NodeLeaveResponse
+	10, // 25: shoal.api.LocalNode.LoadImage:output_type -> shoal.api.LoadImageResponse
+	13, // 26: shoal.api.LocalNode.ListVolumes:output_type -> shoal.api.ListVolumesResponse
+	15, // 27: shoal.api.LocalNode.RemoveVolume:output_type -> shoal.api.RemoveVolumeResponse
+	17, // 28: shoal.api.Logs.TaskLogs:output_type -> shoal.api.LogMessage
+	21, // [21:29] is the sub-list for method output_type
+	13, // [13:21] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_dispatcher_proto_init() }

@@ -97,7 +97,11 @@ type Node struct {
 	// ManagerStatus is set while the node is a Raft member.
 	ManagerStatus *ManagerStatus `protobuf:"bytes,6,opt,name=manager_status,json=managerStatus,proto3" json:"manager_status,omitempty"`
 	// Role is the role the node currently has (observed).
-	Role          NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	Role NodeRole `protobuf:"varint,7,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	// Attachments are the node's own addresses on networks: its address
+	// on the ingress network (the routing mesh's gateway on this node),
+	// given by the allocator.
+	Attachments   []*NetworkAttachment `protobuf:"bytes,8,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -179,6 +183,13 @@ func (x *Node) GetRole() NodeRole {
 		return x.Role
 	}
 	return NodeRole_NODE_ROLE_WORKER
+}
+
+func (x *Node) GetAttachments() []*NetworkAttachment {
+	if x != nil {
+		return x.Attachments
+	}
+	return nil
 }
 
 // NodeDescription is what a node reports about itself.
@@ -1402,7 +1413,7 @@ var File_proto_api_objects_proto protoreflect.FileDescriptor
 
 const file_proto_api_objects_proto_rawDesc = "" +
 	"\n" +
-	"\x17proto/api/objects.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x15proto/api/specs.proto\"\xbb\x02\n" +
+	"\x17proto/api/objects.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x15proto/api/specs.proto\"\xfb\x02\n" +
 	"\x04Node\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12'\n" +
@@ -1410,7 +1421,8 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\vdescription\x18\x04 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12-\n" +
 	"\x06status\x18\x05 \x01(\v2\x15.shoal.api.NodeStatusR\x06status\x12?\n" +
 	"\x0emanager_status\x18\x06 \x01(\v2\x18.shoal.api.ManagerStatusR\rmanagerStatus\x12'\n" +
-	"\x04role\x18\a \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\xc0\x02\n" +
+	"\x04role\x18\a \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12>\n" +
+	"\vattachments\x18\b \x03(\v2\x1c.shoal.api.NetworkAttachmentR\vattachments\"\xc0\x02\n" +
 	"\x0fNodeDescription\x12\x1a\n" +
 	"\bhostname\x18\x01 \x01(\tR\bhostname\x12/\n" +
 	"\bplatform\x18\x02 \x01(\v2\x13.shoal.api.PlatformR\bplatform\x122\n" +
@@ -1585,45 +1597,46 @@ var file_proto_api_objects_proto_depIdxs = []int32{
 	3,  // 3: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
 	4,  // 4: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
 	21, // 5: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	22, // 6: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	23, // 7: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
-	18, // 8: shoal.api.NodeDescription.engine_labels:type_name -> shoal.api.NodeDescription.EngineLabelsEntry
-	24, // 9: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeState
-	25, // 10: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.Reachability
-	19, // 11: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	26, // 12: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	26, // 13: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
-	6,  // 14: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
-	7,  // 15: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
-	0,  // 16: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	27, // 17: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	28, // 18: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
-	8,  // 19: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	19, // 20: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	29, // 21: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	30, // 22: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	10, // 23: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
-	31, // 24: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
-	12, // 25: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
-	7,  // 26: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	31, // 27: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
-	11, // 28: shoal.api.TaskStatus.container:type_name -> shoal.api.ContainerStatus
-	28, // 29: shoal.api.TaskStatus.ports:type_name -> shoal.api.PortConfig
-	19, // 30: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	32, // 31: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	33, // 32: shoal.api.Network.ipam:type_name -> shoal.api.IPAMConfig
-	19, // 33: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	34, // 34: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	19, // 35: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	35, // 36: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	19, // 37: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	36, // 38: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	17, // 39: shoal.api.Cluster.join_tokens:type_name -> shoal.api.JoinTokens
-	40, // [40:40] is the sub-list for method output_type
-	40, // [40:40] is the sub-list for method input_type
-	40, // [40:40] is the sub-list for extension type_name
-	40, // [40:40] is the sub-list for extension extendee
-	0,  // [0:40] is the sub-list for field type_name
+	12, // 6: shoal.api.Node.attachments:type_name -> shoal.api.NetworkAttachment
+	22, // 7: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	23, // 8: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	18, // 9: shoal.api.NodeDescription.engine_labels:type_name -> shoal.api.NodeDescription.EngineLabelsEntry
+	24, // 10: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeState
+	25, // 11: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.Reachability
+	19, // 12: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	26, // 13: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	26, // 14: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	6,  // 15: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
+	7,  // 16: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
+	0,  // 17: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
+	27, // 18: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	28, // 19: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	8,  // 20: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
+	19, // 21: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	29, // 22: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	30, // 23: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	10, // 24: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
+	31, // 25: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	12, // 26: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
+	7,  // 27: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
+	31, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	11, // 29: shoal.api.TaskStatus.container:type_name -> shoal.api.ContainerStatus
+	28, // 30: shoal.api.TaskStatus.ports:type_name -> shoal.api.PortConfig
+	19, // 31: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	32, // 32: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	33, // 33: shoal.api.Network.ipam:type_name -> shoal.api.IPAMConfig
+	19, // 34: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	34, // 35: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	19, // 36: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	35, // 37: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	19, // 38: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	36, // 39: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	17, // 40: shoal.api.Cluster.join_tokens:type_name -> shoal.api.JoinTokens
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_objects_proto_init() }
