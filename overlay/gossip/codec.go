@@ -177,6 +177,10 @@ func (w *writer) entry(e entryRecord, withEndpoint bool) {
 	w.str(ep.MAC)
 	w.addr(ep.VTEP)
 	w.addr(ep.VIP)
+	w.uvarint(uint64(len(ep.Ports)))
+	for _, p := range ep.Ports {
+		w.str(p)
+	}
 }
 
 // reader consumes wire encodings from buf; the first error sticks and
@@ -305,6 +309,9 @@ func (r *reader) entry(node string, isDelta bool) entryRecord {
 	ep.MAC = r.str()
 	ep.VTEP = r.addr()
 	ep.VIP = r.addr()
+	for i, n := 0, r.count(); i < n && r.err == nil; i++ {
+		ep.Ports = append(ep.Ports, r.str())
+	}
 	if r.err != nil {
 		return entryRecord{}
 	}

@@ -26,6 +26,7 @@ func genEndpoint(t *rapid.T, node, id string) Endpoint {
 		Addr:    addr("addr"),
 		MAC:     fmt.Sprintf("%x", rapid.SliceOfN(rapid.Byte(), 6, 6).Draw(t, "mac")),
 		VTEP:    addr("vtep"),
+		Ports:   rapid.SliceOfN(rapid.StringMatching(`(tcp|udp)/[1-9][0-9]{0,3}:[1-9][0-9]{0,3}`), 0, 3).Draw(t, "ports"),
 	}
 	e.MAC = e.MAC[0:2] + ":" + e.MAC[2:4] + ":" + e.MAC[4:6] + ":" + e.MAC[6:8] + ":" + e.MAC[8:10] + ":" + e.MAC[10:12]
 	if rapid.Bool().Draw(t, "hasVIP") {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 )
 
@@ -34,10 +35,18 @@ type Endpoint struct {
 	// VIP is the service's virtual IP on this network; the zero Addr when
 	// the service has none (endpoint mode dnsrr, or no service).
 	VIP netip.Addr
+	// Ports are the ports the service publishes through the routing
+	// mesh, as PROTO/PUBLISHED:TARGET (tcp/8080:80), on the ingress
+	// network's endpoints: every host needs them to accept the port,
+	// whether or not it runs a task of the service.
+	Ports []string
 	// Node is the name of the host that published the endpoint. The table
 	// sets it; whatever a caller passes to Publish is overwritten.
 	Node string
 }
+
+// portRE is the form of a published port.
+var portRE = regexp.MustCompile(`^(tcp|udp)/[1-9][0-9]{0,4}:[1-9][0-9]{0,4}$`)
 
 // normalize returns ep in the form the table stores and compares: aliases
 // sorted without duplicates, addresses unmapped and without zone, the MAC
@@ -77,6 +86,15 @@ func normalize(ep Endpoint) (Endpoint, error) {
 	}
 	slices.Sort(out.Aliases)
 	out.Aliases = slices.Compact(out.Aliases)
+	out.Ports = nil
+	for _, p := range ep.Ports {
+		if !portRE.MatchString(p) {
+			return bad("port %q: write PROTO/PUBLISHED:TARGET, e.g. tcp/8080:80", p)
+		}
+		out.Ports = append(out.Ports, p)
+	}
+	slices.Sort(out.Ports)
+	out.Ports = slices.Compact(out.Ports)
 	return out, nil
 }
 
@@ -86,12 +104,13 @@ func (ep Endpoint) equal(o Endpoint) bool {
 		ep.ServiceID == o.ServiceID && ep.ServiceName == o.ServiceName &&
 		slices.Equal(ep.Aliases, o.Aliases) && ep.Addr == o.Addr &&
 		ep.MAC == o.MAC && ep.VTEP == o.VTEP && ep.VIP == o.VIP &&
-		ep.Node == o.Node
+		slices.Equal(ep.Ports, o.Ports) && ep.Node == o.Node
 }
 
 // clone returns a copy of ep that shares no memory with it.
 func (ep Endpoint) clone() Endpoint {
 	ep.Aliases = slices.Clone(ep.Aliases)
+	ep.Ports = slices.Clone(ep.Ports)
 	return ep
 }
 
