@@ -16,18 +16,28 @@ import (
 	"github.com/shoalhq/shoal/proto/api"
 )
 
-// Attach wires the network namespace at nsPath for task t: for each of
-// its network attachments (in order: eth0, eth1, …) the network's bridge
-// and VXLAN device on this host, a veth with the task's address and MAC,
-// and the default route through the first network that is not internal
-// (nor the routing mesh); then the container's DNS server and VIP rules,
-// programmed from the current endpoint table before Attach returns. It
-// returns the path of the resolv.conf to mount in the container ("" for a
-// task with no network). Idempotent. ErrUnknownNetwork when a network's
-// details have not arrived yet.
+// Attach wires the network namespace at nsPath for task t. A task in
+// bridge mode (no network of its own) gets eth0 on the node's bridge,
+// with the default route and outbound NAT. Then, for each of its network
+// attachments (eth0, eth1, … in order, after the bridge's), the network's
+// bridge and VXLAN device on this host, a veth with the task's address
+// and MAC, and the default route through the first overlay network that
+// is not internal; then the container's DNS server (which forwards
+// outside names to the host's resolvers) and VIP rules, programmed from
+// the current endpoint table before Attach returns. It returns the path
+// of the resolv.conf to mount in the container ("" in host and none
+// modes). Idempotent. ErrUnknownNetwork when a network's details have not
+// arrived yet.
 func (h *Host) Attach(ctx context.Context, t *api.Task, nsPath string) (string, error) {
-	if len(t.GetNetworks()) == 0 {
+	mode := t.GetSpec().NetworkMode()
+	if mode == api.NetworkHost || mode == api.NetworkNone {
 		return "", nil
+	}
+	if mode == api.NetworkBridge {
+		// eth0 on the node's bridge, with the default route and NAT out.
+		if _, err := h.bridge.Attach(t.GetId(), nsPath); err != nil {
+			return "", fmt.Errorf("overlay: task %s on the bridge network: %w", t.GetId(), err)
+		}
 	}
 	h.mu.Lock()
 	nets := make([]*api.Network, len(t.GetNetworks()))
@@ -45,6 +55,12 @@ func (h *Host) Attach(ctx context.Context, t *api.Task, nsPath string) (string, 
 		if err != nil {
 			return "", err
 		}
+		if n.GetIngress() {
+			// The bridge holds this node's own ingress address.
+			if gw, err = h.ingressGateway(n); err != nil {
+				return "", err
+			}
+		}
 		bridge, err := h.vx.EnsureNetwork(vxlan.Network{VNI: n.GetVni(), Subnet: subnet, Gateway: gw})
 		if err != nil {
 			return "", fmt.Errorf("overlay: network %s: %w", name(n), err)
@@ -55,9 +71,9 @@ func (h *Host) Attach(ctx context.Context, t *api.Task, nsPath string) (string, 
 		}
 		att := sandbox.Attachment{
 			TaskNS: nsPath, Bridge: bridge, HostIf: sandbox.IfNameFor(t.GetId(), n.GetId()),
-			IfName: fmt.Sprintf("eth%d", i), Addr: addr, MAC: mac,
+			IfName: ifName(t, i), Addr: addr, MAC: mac,
 		}
-		if !routed && !n.GetSpec().GetInternal() && !n.GetIngress() && gw.IsValid() {
+		if mode == "" && !routed && !n.GetSpec().GetInternal() && !n.GetIngress() && gw.IsValid() {
 			att.Gateway, routed = gw, true
 		}
 		if err := sandbox.Attach(att); err != nil {
@@ -86,6 +102,11 @@ func (h *Host) Attach(ctx context.Context, t *api.Task, nsPath string) (string, 
 func (h *Host) Detach(ctx context.Context, t *api.Task, nsPath string) error {
 	h.Withdraw(t.GetId())
 	var errs []error
+	if t.GetSpec().NetworkMode() == api.NetworkBridge {
+		if err := h.bridge.Detach(t.GetId()); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	if err := h.dns.Detach(t.GetId()); err != nil && !errors.Is(err, dns.ErrNotAttached) {
 		errs = append(errs, err)
 	}
@@ -120,6 +141,16 @@ func (h *Host) Detach(ctx context.Context, t *api.Task, nsPath string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// ifName is the name, inside the task, of the interface of its i-th
+// network attachment: eth0, eth1, … after the bridge's eth0 for a task in
+// bridge mode (whose only attachments are the routing mesh's).
+func ifName(t *api.Task, i int) string {
+	if t.GetSpec().NetworkMode() == api.NetworkBridge {
+		i++
+	}
+	return fmt.Sprintf("eth%d", i)
 }
 
 // subnetOf returns a network's subnet and gateway.

@@ -34,6 +34,9 @@ func (h *Host) Publish(t *api.Task) error {
 			VTEP:        h.cfg.VTEP,
 			VIP:         vipOf(t, a.GetNetworkId()),
 		}
+		if h.isIngress(a.GetNetworkId()) {
+			ep.Ports = meshPorts(t)
+		}
 		if err := h.table.Publish(ep); err != nil {
 			errs = append(errs, fmt.Errorf("overlay: publish %s: %w", ep.ID, err))
 			continue
@@ -61,6 +64,13 @@ func (h *Host) Withdraw(taskID string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isIngress reports whether id is the routing-mesh network.
+func (h *Host) isIngress(id string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ingress != nil && h.ingress.GetId() == id
 }
 
 // vipOf is the task's service VIP on a network (zero when none).

@@ -27,6 +27,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/shoalhq/shoal/overlay/bridge"
 	"github.com/shoalhq/shoal/overlay/dns"
 	"github.com/shoalhq/shoal/overlay/gossip"
 	"github.com/shoalhq/shoal/overlay/vxlan"
@@ -53,16 +54,20 @@ type Config struct {
 	HostResolvConf []byte
 	// Logger; slog.Default() when nil.
 	Logger *slog.Logger
+	// BridgeSubnet is the subnet of the node-local bridge network (tasks
+	// with no network); zero means 172.18.0.0/16.
+	BridgeSubnet netip.Prefix
 	// Gossip, when set, overrides the gossip timing (tests).
 	Gossip func(*gossip.Config)
 }
 
 // Host is one host's data plane. Its methods are safe for concurrent use.
 type Host struct {
-	cfg   Config
-	vx    *vxlan.Manager
-	table *gossip.Table
-	dns   *dns.Server
+	cfg    Config
+	vx     *vxlan.Manager
+	table  *gossip.Table
+	dns    *dns.Server
+	bridge *bridge.Network
 
 	mu       sync.Mutex
 	networks map[string]*api.Network
@@ -71,10 +76,14 @@ type Host struct {
 	// services remembers every service seen on a network (by network and
 	// service ID), so its VIP and name outlive its last task.
 	services map[string]map[string]dns.Service
-	kick     chan struct{}
-	done     chan struct{}
-	closed   sync.Once
-	wg       sync.WaitGroup
+	// ingress is the routing-mesh network and ingressAddr this node's
+	// address on it, once the managers have said (SetIngress).
+	ingress     *api.Network
+	ingressAddr netip.Prefix
+	kick        chan struct{}
+	done        chan struct{}
+	closed      sync.Once
+	wg          sync.WaitGroup
 }
 
 // local is a task attached on this host.
@@ -118,8 +127,15 @@ func New(cfg Config) (*Host, error) {
 		vx.Close()
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
+	br, err := bridge.Open(bridge.Config{Subnet: cfg.BridgeSubnet, StateFile: filepath.Join(cfg.StateDir, "bridge.json")})
+	if err != nil {
+		srv.Close()
+		table.Shutdown()
+		vx.Close()
+		return nil, fmt.Errorf("overlay: node-local bridge network: %w", err)
+	}
 	h := &Host{
-		cfg: cfg, vx: vx, table: table, dns: srv,
+		cfg: cfg, vx: vx, table: table, dns: srv, bridge: br,
 		networks: map[string]*api.Network{},
 		tasks:    map[string]*local{},
 		endpoint: map[string][]string{},
@@ -158,6 +174,9 @@ func (h *Host) UpdateNetworks(update []*api.Network, remove []string, complete b
 	defer h.mu.Unlock()
 	if complete {
 		h.networks = map[string]*api.Network{}
+		if h.ingress != nil {
+			h.networks[h.ingress.GetId()] = h.ingress
+		}
 	}
 	for _, n := range update {
 		h.networks[n.GetId()] = n
@@ -215,7 +234,7 @@ func (h *Host) Close() error {
 	h.closed.Do(func() {
 		close(h.done)
 		h.wg.Wait()
-		err = errors.Join(h.table.Leave(2*time.Second), h.table.Shutdown(), h.dns.Close(), h.vx.Close())
+		err = errors.Join(h.table.Leave(2*time.Second), h.table.Shutdown(), h.dns.Close(), h.vx.Close(), h.bridge.Close())
 	})
 	return err
 }

@@ -59,18 +59,37 @@ func (h *Host) program(locals []*local) error {
 			}
 		}
 	}
+	mesh := h.ingress
+	if mesh != nil {
+		nets[mesh.GetId()] = mesh // every node carries the mesh
+	}
 	h.mu.Unlock()
+	// Host-wide state (forwarding entries, published ports) is logged
+	// when it fails, and tried again at the next change; the errors
+	// returned are those of locals, which Attach must not ignore.
 	eps := map[string][]gossip.Endpoint{}
 	var errs []error
 	for id, n := range nets {
 		eps[id] = h.dedupe(h.table.Endpoints(id))
 		if err := h.programForwarding(n, eps[id]); err != nil {
+			h.cfg.Logger.Warn("overlay: forwarding entries", "network", name(n), "err", err)
+		}
+	}
+	// The return paths of local tasks first: a task must know a node
+	// before that node sends it connections.
+	for _, l := range locals {
+		if mesh != nil {
+			if err := h.programTaskMesh(l, mesh, eps[mesh.GetId()]); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := h.programTask(l, nets, eps); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	for _, l := range locals {
-		if err := h.programTask(l, nets, eps); err != nil {
-			errs = append(errs, err)
+	if mesh != nil {
+		if err := h.programMesh(eps[mesh.GetId()]); err != nil {
+			h.cfg.Logger.Warn("overlay: published ports", "err", err)
 		}
 	}
 	return errors.Join(errs...)

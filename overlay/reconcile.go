@@ -67,6 +67,11 @@ func (h *Host) unused() ([]string, error) {
 		}
 	}
 	h.mu.Unlock()
+	// The bridge network's veths share the prefix; it reconciles its own.
+	brName := h.bridge.Config().Bridge
+	for taskID := range h.bridge.Tasks() {
+		used[sandbox.IfNameFor(taskID, brName)] = true
+	}
 	var out []string
 	for _, v := range veths {
 		if !used[v] {
@@ -113,6 +118,7 @@ func (h *Host) Cleanup() error {
 	for _, vni := range vnis {
 		errs = append(errs, h.vx.RemoveNetwork(vni))
 	}
+	errs = append(errs, h.bridge.Remove())
 	return errors.Join(errs...)
 }
 

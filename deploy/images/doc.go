@@ -19,6 +19,8 @@
 //     or 503 while the file $UNHEALTHY_FILE (default /tmp/unhealthy)
 //     exists. SIGTERM or SIGINT stops accepting, lets in-flight requests
 //     finish (up to $SHUTDOWN_TIMEOUT, default 10s) and exits 0.
+//     With $UDP_PORT set it also answers every UDP datagram on that port
+//     with the same JSON (client: the sender as the server sees it).
 //     `echo probe` GETs http://127.0.0.1:$PORT/healthz and exits 0 on 200,
 //     1 otherwise: use it as a health check, as the image has no shell.
 //   - client: makes -n (or $COUNT, default 10) GET requests to -url (or

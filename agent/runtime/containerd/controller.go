@@ -155,12 +155,13 @@ func (c *Controller) cleanupPrepare() {
 	}
 }
 
-// attachNetwork attaches the task's network namespace to its networks
-// (Config.Network) and returns the resolv.conf to mount ("" without
-// networks). A failure is temporary: the step is tried again.
+// attachNetwork attaches the task's network namespace to its networks,
+// or to the node's bridge when it has none (Config.Network), and returns
+// the resolv.conf to mount. A failure is temporary: the step is tried
+// again.
 func (c *Controller) attachNetwork(ctx context.Context) (string, error) {
 	n := c.e.cfg.Network
-	if n == nil || len(c.task.GetNetworks()) == 0 {
+	if n == nil || c.task.GetSpec().NetworkMode() == api.NetworkHost {
 		return "", nil
 	}
 	resolv, err := n.Attach(ctx, c.task, c.e.NetNSPath(c.id))
@@ -174,7 +175,7 @@ func (c *Controller) attachNetwork(ctx context.Context) (string, error) {
 // removed next, which takes the task's interfaces with it).
 func (c *Controller) detachNetwork() {
 	n := c.e.cfg.Network
-	if n == nil || len(c.task.GetNetworks()) == 0 {
+	if n == nil || c.task.GetSpec().NetworkMode() == api.NetworkHost {
 		return
 	}
 	ctx, cancel := context.WithTimeout(c.nsContext(), cleanupTimeout)

@@ -90,6 +90,8 @@ type Daemon struct {
 
 	cancel  context.CancelFunc
 	leaving atomic.Bool // set while the node leaves: a removal is expected
+	// overlay is the host's data plane while the agent runs (nil without).
+	overlay atomic.Pointer[overlay.Host]
 	// ctrdExec is the containerd executor once the agent made it (nil on
 	// a simulated-runtime node), for the LocalNode image and volume calls.
 	ctrdExec atomic.Pointer[ctrd.Executor]
@@ -452,7 +454,9 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 		return err
 	}
 	if host != nil {
+		d.overlay.Store(host)
 		defer func() {
+			d.overlay.Store(nil)
 			if d.cfg.Cleanup {
 				if err := host.Cleanup(); err != nil {
 					d.log.Warn("overlay: clean up", "err", err)
@@ -523,6 +527,11 @@ func (d *Daemon) onHeartbeat(resp *api.HeartbeatResponse) {
 	case resp.DesiredRole == api.NodeRole_NODE_ROLE_WORKER && m != nil && !inRaft:
 		d.log.Info("demoted: stopping the manager role")
 		d.stopManager(true)
+	}
+	if host := d.overlay.Load(); host != nil {
+		if err := host.SetIngress(resp.Ingress, resp.Attachments); err != nil {
+			d.log.Warn("overlay: routing mesh", "err", err)
+		}
 	}
 	if len(addrs) > 0 && !equal(addrs, d.state.Managers) {
 		d.state.Managers = addrs

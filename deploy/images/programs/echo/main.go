@@ -108,6 +108,15 @@ func serve(port string) error {
 	if err != nil {
 		return err
 	}
+	if udpPort := os.Getenv("UDP_PORT"); udpPort != "" {
+		pc, err := net.ListenPacket("udp", ":"+udpPort)
+		if err != nil {
+			return err
+		}
+		defer pc.Close()
+		fmt.Printf("echo: udp on %s\n", pc.LocalAddr())
+		go serveUDP(pc, answer{Hostname: hostname, TaskID: taskID, Version: ver})
+	}
 	fmt.Printf("echo: listening on %s version %s\n", ln.Addr(), ver)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
@@ -131,4 +140,19 @@ func serve(port string) error {
 	}
 	fmt.Println("echo: stopped")
 	return nil
+}
+
+// serveUDP answers every datagram with the echo answer, naming the
+// sender as the server sees it.
+func serveUDP(pc net.PacketConn, a answer) {
+	buf := make([]byte, 2048)
+	for {
+		_, from, err := pc.ReadFrom(buf)
+		if err != nil {
+			return
+		}
+		a.Client = from.String()
+		b, _ := json.Marshal(a)
+		pc.WriteTo(b, from)
+	}
 }
