@@ -79,6 +79,11 @@ type Config struct {
 	// must enter service discovery (running and healthy) and leave it
 	// (before the task is stopped).
 	Overlay Overlay
+	// EndpointSettle is how long a task keeps running after its
+	// endpoints were withdrawn and before it is stopped, so that every
+	// host has stopped sending it new connections
+	// (DefaultEndpointSettle; the gossip spreads a change in about 100 ms).
+	EndpointSettle time.Duration
 	// ReportInterval is how long task status changes gather before they
 	// are sent in one UpdateTaskStatus call (DefaultReportInterval).
 	ReportInterval time.Duration
@@ -95,6 +100,9 @@ type Overlay interface {
 	Publish(t *api.Task) error
 	Withdraw(taskID string) error
 }
+
+// DefaultEndpointSettle is the default Config.EndpointSettle.
+const DefaultEndpointSettle = 300 * time.Millisecond
 
 // DefaultReportInterval is how long status changes gather by default.
 const DefaultReportInterval = 50 * time.Millisecond

@@ -113,7 +113,7 @@ func (d *taskDriver) run(ctx context.Context) {
 		d.mu.Unlock()
 		// Endpoints leave discovery before a stop step, and enter it
 		// after the step that made the task run (the next loop).
-		d.syncEndpoints(task, st, removed, log)
+		d.syncEndpoints(ctx, task, st, removed, log)
 		d.mu.Lock()
 		if removed {
 			d.mu.Unlock()
@@ -151,8 +151,9 @@ func (d *taskDriver) run(ctx context.Context) {
 }
 
 // syncEndpoints publishes the task's endpoints while it runs, is healthy
-// and is meant to run, and withdraws them otherwise.
-func (d *taskDriver) syncEndpoints(task *api.Task, st *api.TaskStatus, removed bool, log *slog.Logger) {
+// and is meant to run, and withdraws them otherwise; a running task then
+// keeps running for EndpointSettle before it is stopped.
+func (d *taskDriver) syncEndpoints(ctx context.Context, task *api.Task, st *api.TaskStatus, removed bool, log *slog.Logger) {
 	o := d.w.a.cfg.Overlay
 	if o == nil || len(task.GetNetworks()) == 0 {
 		return
@@ -173,6 +174,17 @@ func (d *taskDriver) syncEndpoints(task *api.Task, st *api.TaskStatus, removed b
 		return
 	}
 	d.published = want
+	if !want && st.GetState() == api.TaskState_TASK_STATE_RUNNING {
+		// Let every host learn it before the task stops answering.
+		settle := d.w.a.cfg.EndpointSettle
+		if settle == 0 {
+			settle = DefaultEndpointSettle
+		}
+		select {
+		case <-time.After(settle):
+		case <-ctx.Done():
+		}
+	}
 }
 
 // runWithout handles a task the executor gave no controller for: it is
