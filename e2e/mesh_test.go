@@ -110,4 +110,31 @@ func TestRoutingMesh(t *testing.T) {
 			return nil
 		})
 	}
+
+	// Host mode: the port answers only on the node running the task,
+	// which needs no network of its own (the node's bridge).
+	hostSpec := &api.ServiceSpec{
+		Annotations: &api.Annotations{Name: "onh1"},
+		Task: &api.TaskSpec{
+			Container: &api.ContainerSpec{Image: c.ref("web:v1")},
+			Placement: &api.Placement{Constraints: []string{"node.hostname==h1"}},
+		},
+		Mode:     &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 1}}},
+		Endpoint: &api.EndpointSpec{Ports: []*api.PortConfig{{TargetPort: 80, PublishedPort: 9090, PublishMode: api.PortConfig_PUBLISH_MODE_HOST}}},
+	}
+	hresp, err := c.control().CreateService(ctx, &api.CreateServiceRequest{Spec: hostSpec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	onh1 := only(t, c.waitRunning(hresp.GetService().GetId(), 1, 60*time.Second))
+	poll(t, 20*time.Second, "host-mode port 9090 on h1", func() error {
+		a, err := getEcho(hc, "http://"+c.Host(1).Addr+":9090/")
+		if err == nil && a.TaskID != onh1.GetId() {
+			err = fmt.Errorf("answered by %s", a.TaskID)
+		}
+		return err
+	})
+	if _, err := getEcho(hc, "http://"+c.Host(2).Addr+":9090/"); err == nil {
+		t.Fatal("host-mode port 9090 answered on h2, which runs no task of the service")
+	}
 }

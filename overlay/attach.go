@@ -140,6 +140,7 @@ func (h *Host) Detach(ctx context.Context, t *api.Task, nsPath string) error {
 			errs = append(errs, err)
 		}
 	}
+	h.kickProgram() // its host-mode ports go
 	return errors.Join(errs...)
 }
 

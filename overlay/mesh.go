@@ -90,27 +90,46 @@ func (h *Host) ingressGateway(n *api.Network) (netip.Addr, error) {
 	return h.ingressAddr.Addr(), nil
 }
 
-// programMesh sets this host's published ports from the ingress
-// endpoints: every port a service publishes, DNATed to its tasks on any
-// host.
-func (h *Host) programMesh(eps []gossip.Endpoint) error {
+// programMesh sets this host's published ports: every port a service
+// publishes through the mesh (from the ingress endpoints), DNATed to its
+// tasks on any host, and the host-mode ports of the tasks running here,
+// DNATed to them.
+func (h *Host) programMesh(eps []gossip.Endpoint, locals []*local) error {
 	type key struct {
 		proto        string
 		port, target uint16
 	}
 	backends := map[key][]netip.Addr{}
 	var keys []key
+	add := func(k key, a netip.Addr) {
+		if _, seen := backends[k]; !seen {
+			keys = append(keys, k)
+		}
+		if !slices.Contains(backends[k], a) {
+			backends[k] = append(backends[k], a)
+		}
+	}
 	for _, ep := range eps {
 		for _, p := range ep.Ports {
-			proto, published, target, ok := parsePort(p)
-			if !ok {
+			if proto, published, target, ok := parsePort(p); ok {
+				add(key{proto, published, target}, ep.Addr)
+			}
+		}
+	}
+	for _, l := range locals {
+		addr := h.localAddr(l.task)
+		if !addr.IsValid() {
+			continue
+		}
+		for _, p := range l.task.GetEndpoint().GetPorts() {
+			if p.GetPublishMode() != api.PortConfig_PUBLISH_MODE_HOST || p.GetPublishedPort() == 0 {
 				continue
 			}
-			k := key{proto, published, target}
-			if _, seen := backends[k]; !seen {
-				keys = append(keys, k)
+			proto := ingress.TCP
+			if p.GetProtocol() == api.PortConfig_PROTOCOL_UDP {
+				proto = ingress.UDP
 			}
-			backends[k] = append(backends[k], ep.Addr)
+			add(key{proto, uint16(p.GetPublishedPort()), uint16(p.GetTargetPort())}, addr)
 		}
 	}
 	slices.SortFunc(keys, func(a, b key) int {
@@ -124,6 +143,23 @@ func (h *Host) programMesh(eps []gossip.Endpoint) error {
 		pub = append(pub, ingress.Published{Protocol: k.proto, Port: k.port, TargetPort: k.target, Backends: backends[k]})
 	}
 	return ingress.ApplyHost(selfNetNS, pub)
+}
+
+// localAddr is the address a host-mode port of a local task leads to: its
+// bridge address, or its address on its first overlay network.
+func (h *Host) localAddr(t *api.Task) netip.Addr {
+	if t.GetSpec().NetworkMode() == api.NetworkBridge {
+		return h.bridge.Tasks()[t.GetId()]
+	}
+	for _, a := range t.GetNetworks() {
+		if h.isIngress(a.GetNetworkId()) {
+			continue
+		}
+		if p, _, err := addressOf(a); err == nil {
+			return p.Addr()
+		}
+	}
+	return netip.Addr{}
 }
 
 // programTaskMesh sets the return path of a local task attached to the

@@ -87,10 +87,18 @@ func (h *Host) program(locals []*local) error {
 			errs = append(errs, err)
 		}
 	}
+	var meshEps []gossip.Endpoint
 	if mesh != nil {
-		if err := h.programMesh(eps[mesh.GetId()]); err != nil {
-			h.cfg.Logger.Warn("overlay: published ports", "err", err)
-		}
+		meshEps = eps[mesh.GetId()]
+	}
+	h.mu.Lock()
+	all := make([]*local, 0, len(h.tasks))
+	for _, l := range h.tasks {
+		all = append(all, l)
+	}
+	h.mu.Unlock()
+	if err := h.programMesh(meshEps, all); err != nil {
+		h.cfg.Logger.Warn("overlay: published ports", "err", err)
 	}
 	return errors.Join(errs...)
 }

@@ -180,15 +180,29 @@ func TestPublishedPortTaken(t *testing.T) {
 	other.Annotations.Name = "other"
 	other.Endpoint.Ports = []*api.PortConfig{{TargetPort: 81, PublishedPort: 8080}}
 	_, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: other})
-	wantCode(t, err, codes.AlreadyExists, "published port 8080/tcp is already published by service web")
+	wantCode(t, err, codes.AlreadyExists, "published port 8080/tcp is already published by service web (ingress mode)")
 	if st.AppliedIndex() != before {
 		t.Fatal("a refused create wrote")
 	}
-	// Host-mode publishing is per node: the scheduler keeps it apart.
+	// The mesh takes the port on every node, host mode too.
 	other.Endpoint.Ports[0].PublishMode = api.PortConfig_PUBLISH_MODE_HOST
+	_, err = srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: other})
+	wantCode(t, err, codes.AlreadyExists, "(ingress mode)")
+	// Host-mode ports of two services: the scheduler keeps them apart.
+	other.Endpoint.Ports[0].PublishedPort = 9090
 	if _, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: other}); err != nil {
 		t.Fatalf("host-mode port: %v", err)
 	}
+	third := validSpec()
+	third.Annotations.Name = "third"
+	third.Endpoint.Ports = []*api.PortConfig{{TargetPort: 80, PublishedPort: 9090, PublishMode: api.PortConfig_PUBLISH_MODE_HOST}}
+	if _, err := srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: third}); err != nil {
+		t.Fatalf("a second host-mode service on 9090: %v", err)
+	}
+	third.Annotations.Name = "fourth"
+	third.Endpoint.Ports[0].PublishMode = api.PortConfig_PUBLISH_MODE_INGRESS
+	_, err = srv.CreateService(context.Background(), &api.CreateServiceRequest{Spec: third})
+	wantCode(t, err, codes.AlreadyExists, "(host mode)")
 }
 
 func TestSubnetTooSmallForReplicas(t *testing.T) {

@@ -20,13 +20,16 @@ func checkServiceNetworks(tx store.ReadTx, id string, spec *api.ServiceSpec) err
 	return checkNetworkCapacity(tx, id, spec)
 }
 
-// checkPublishedPorts: a port is published through the mesh by one
-// service at a time, on every node.
+// checkPublishedPorts: a port published through the mesh is taken on
+// every node, so no other service may publish it, through the mesh or in
+// host mode. (Two services publishing the same port in host mode are
+// kept on different nodes by the scheduler.)
 func checkPublishedPorts(tx store.ReadTx, id string, spec *api.ServiceSpec) error {
-	mine := map[string]bool{}
+	type claim struct{ ingress bool }
+	mine := map[string]claim{}
 	for _, p := range spec.GetEndpoint().GetPorts() {
-		if p.GetPublishMode() == api.PortConfig_PUBLISH_MODE_INGRESS && p.GetPublishedPort() != 0 {
-			mine[portID(p)] = true
+		if p.GetPublishedPort() != 0 {
+			mine[portID(p)] = claim{ingress: p.GetPublishMode() == api.PortConfig_PUBLISH_MODE_INGRESS}
 		}
 	}
 	if len(mine) == 0 {
@@ -39,13 +42,25 @@ func checkPublishedPorts(tx store.ReadTx, id string, spec *api.ServiceSpec) erro
 		ports := append([]*api.PortConfig{}, s.GetSpec().GetEndpoint().GetPorts()...)
 		ports = append(ports, s.GetEndpoint().GetPorts()...) // allocated dynamic ones too
 		for _, p := range ports {
-			if p.GetPublishMode() == api.PortConfig_PUBLISH_MODE_INGRESS && mine[portID(p)] {
-				return alreadyExistsf("published port %s is already published by service %s: choose another port, or remove or update that service",
-					portID(p), s.GetSpec().GetAnnotations().GetName())
+			c, ok := mine[portID(p)]
+			if !ok || p.GetPublishedPort() == 0 {
+				continue
+			}
+			theirs := p.GetPublishMode() == api.PortConfig_PUBLISH_MODE_INGRESS
+			if c.ingress || theirs {
+				return alreadyExistsf("published port %s is already published by service %s (%s mode): choose another port, or remove or update that service",
+					portID(p), s.GetSpec().GetAnnotations().GetName(), publishModeName(theirs))
 			}
 		}
 	}
 	return nil
+}
+
+func publishModeName(ingress bool) string {
+	if ingress {
+		return "ingress"
+	}
+	return "host"
 }
 
 func portID(p *api.PortConfig) string {

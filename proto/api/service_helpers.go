@@ -43,9 +43,10 @@ func (t *TaskSpec) NetworkMode() string {
 }
 
 // NeedsAllocation reports whether the tasks of a service with this spec
-// must get network addresses before they are scheduled: they attach to
-// networks, or the service publishes through the routing mesh. The
+// must go through the allocator before they are scheduled: they attach to
+// networks, or the service publishes ports (the allocator gives ingress
+// addresses and copies the published ports into each task). The
 // orchestrator creates such tasks NEW, for the allocator; others PENDING.
 func (s *ServiceSpec) NeedsAllocation() bool {
-	return s.GetTask().NetworkMode() == "" || s.PublishesIngress()
+	return s.GetTask().NetworkMode() == "" || len(s.GetEndpoint().GetPorts()) > 0
 }
