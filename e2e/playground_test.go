@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/shoalhq/shoal/deploy/lab"
 )
 
 // TestPlayground runs the README's first command's `shoal playground`
@@ -81,6 +83,18 @@ func TestPlayground(t *testing.T) {
 		}
 		return nil
 	})
+
+	// web is published on 8080 of every host.
+	play, err := lab.Open(dir, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := play.HTTPClient(2 * time.Second)
+	for _, h := range play.Hosts {
+		if _, err := getEcho(hc, "http://"+h.Addr+":8080/"); err != nil {
+			t.Fatalf("web on %s:8080: %v", h.Name, err)
+		}
+	}
 
 	again, err := runShoal(time.Minute, up...)
 	if err != nil || !strings.Contains(again, "already up") {

@@ -192,13 +192,15 @@ func newPlaygroundDownCmd() *cobra.Command {
 	return cmd
 }
 
-// The example services: web (an HTTP echo server, several replicas) and
-// client (calls web by name every few seconds), on network demo.
+// The example services: web (an HTTP echo server, several replicas,
+// published on port 8080 of every host) and client (calls web by name
+// every few seconds), on network demo.
 const (
 	exampleNetwork  = "demo"
 	exampleService  = "web"
 	exampleClient   = "client"
 	exampleReplicas = 6
+	examplePort     = 8080
 )
 
 // deployExamples builds the example image, pushes it to the playground's
@@ -235,6 +237,7 @@ func deployExamples(ctx context.Context, l *lab.Lab, out io.Writer) error {
 		Annotations: &api.Annotations{Name: exampleService},
 		Task:        &api.TaskSpec{Container: &api.ContainerSpec{Image: ref}, Networks: onDemo},
 		Mode:        &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: exampleReplicas}}},
+		Endpoint:    &api.EndpointSpec{Ports: []*api.PortConfig{{TargetPort: 80, PublishedPort: examplePort}}},
 	}, {
 		Annotations: &api.Annotations{Name: exampleClient},
 		Task: &api.TaskSpec{Container: &api.ContainerSpec{Image: ref, Command: []string{"/bin/client"},
@@ -304,6 +307,8 @@ func printPlayground(out io.Writer, l *lab.Lab, o playgroundOptions) {
 	fmt.Fprintf(out, "\nRegistry: %s (on the underlay)\nLogs: %s/hN/daemon.log and containerd.log\n", l.RegistryAddr, l.Dir)
 	fmt.Fprintf(out, "\nTalk to the cluster with:\n    export SHOAL_HOST=unix://%s\n    shoal node ls\n    shoal service ps %s\n", l.Host(1).Socket, exampleService)
 	fmt.Fprintf(out, "See %s call %s by name over network %s, load-balanced over its replicas:\n    shoal service logs %s\n", exampleClient, exampleService, exampleNetwork, exampleClient)
+	fmt.Fprintf(out, "%s is published on port %d of every host (the answer names the task that served it and the client it saw):\n    ip netns exec %s curl -s http://%s:%d/\n",
+		exampleService, examplePort, l.Host(1).NetNS, l.Host(len(l.Hosts)).Addr, examplePort)
 	fmt.Fprintf(out, "Enter a host with:\n    ip netns exec %s bash\n", l.Host(1).NetNS)
 	fmt.Fprintf(out, "Remove it with:\n    shoal playground down%s\n", o.flags())
 }
