@@ -105,3 +105,34 @@ func TestNetworkCommands(t *testing.T) {
 		t.Logf("ingress network removable when unused: %v %s", err, out)
 	}
 }
+
+// TestAddressPoolSetAtInit: --default-addr-pool and its mask length,
+// given with --init, decide where networks without a subnet get theirs;
+// given without --init they are refused.
+func TestAddressPoolSetAtInit(t *testing.T) {
+	d := newDaemon(t, "pool")
+	out, err := runShoal(20*time.Second, "daemon", "--data-dir", d.dir, "--listen-addr", d.addr, "--runtime", "simulated",
+		"--join", "127.0.0.1:1", "--token", "SHOAL-1-"+strings.Repeat("a", 40), "--default-addr-pool", "10.200.0.0/16")
+	if err == nil || !strings.Contains(out, "give them with --init only") {
+		t.Fatalf("pool without --init: %v\n%s", err, out)
+	}
+	d.start("--init", "--default-addr-pool", "10.200.0.0/16", "--default-addr-pool-mask-length", "26")
+	if out, err := d.cli("network", "create", "app"); err != nil {
+		t.Fatal(out, err)
+	}
+	poll(t, 10*time.Second, "app and ingress carved from the pool", func() error {
+		out, err := d.cli("network", "ls", "--format", "json")
+		if err != nil {
+			return err
+		}
+		for _, want := range []string{`"Name":"app"`, `"Name":"ingress"`} {
+			if !strings.Contains(out, want) {
+				return fmt.Errorf("no %s in %s", want, out)
+			}
+		}
+		if strings.Count(out, `"Subnet":"10.200.0.`) != 2 || !strings.Contains(out, "/26") {
+			return fmt.Errorf("subnets not /26 of 10.200.0.0/16: %s", out)
+		}
+		return nil
+	})
+}

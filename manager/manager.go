@@ -50,6 +50,11 @@ type Config struct {
 	Availability api.NodeAvailability
 	// HeartbeatPeriod overrides the cluster's (tests).
 	HeartbeatPeriod time.Duration
+	// DefaultAddressPool and SubnetSize, when set, are written to the
+	// Cluster this manager creates (Bootstrap): the CIDRs overlay subnets
+	// are carved from, and their prefix length.
+	DefaultAddressPool []string
+	SubnetSize         uint32
 	// Raft tuning; zero values take the raft package's defaults.
 	RaftHeartbeatTimeout, RaftElectionTimeout, RaftLeaderLease time.Duration
 	SnapshotThreshold                                          uint64

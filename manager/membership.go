@@ -28,6 +28,10 @@ func (m *Manager) ensureCluster(ctx context.Context) (*api.Cluster, error) {
 				Id:         store.NewID(),
 				Spec:       &api.ClusterSpec{Annotations: &api.Annotations{Name: "default"}},
 				JoinTokens: &api.JoinTokens{Worker: ca.NewJoinToken(), Manager: ca.NewJoinToken()},
+				// Fixed at creation: networks carved from the pool keep
+				// their subnets.
+				DefaultAddressPool: m.cfg.DefaultAddressPool,
+				SubnetSize:         m.cfg.SubnetSize,
 			}
 			if err := tx.CreateCluster(cluster); err != nil {
 				return err

@@ -25,6 +25,9 @@ type tb interface {
 func newStore(t tb) *store.MemoryStore {
 	st := store.New(nil)
 	st.SetProposer(store.NewLocalProposer(st))
+	update(t, st, func(tx store.Tx) error {
+		return tx.CreateCluster(&api.Cluster{Id: "c", Spec: &api.ClusterSpec{Annotations: &api.Annotations{Name: "default"}}})
+	})
 	return st
 }
 

@@ -89,8 +89,10 @@ func (a *Allocator) load(tx store.Tx) (*state, error) {
 			st.ingress = n
 		}
 	}
-	if st.ingress == nil {
-		pools, bits := ipam.ClusterPool(tx.FindClusters(store.All()))
+	// The ingress network is carved from the cluster's pool: wait for the
+	// Cluster object (written right after the first leader is elected).
+	if clusters := tx.FindClusters(store.All()); st.ingress == nil && len(clusters) > 0 {
+		pools, bits := ipam.ClusterPool(clusters)
 		spec := &api.NetworkSpec{Annotations: &api.Annotations{Name: IngressNetworkName}, Driver: "overlay"}
 		n, err := ipam.NewNetwork(nets, pools, bits, store.NewID(), spec)
 		if err != nil {

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -71,7 +72,11 @@ type Config struct {
 	// Cleanup removes the overlay's devices on this host when the daemon
 	// stops (for a node taken out of service).
 	Cleanup bool
-	Logger  *slog.Logger
+	// DefaultAddressPool and SubnetSize set, with --init, where overlay
+	// subnets come from (see api.Cluster); empty: 10.0.0.0/8 in /24s.
+	DefaultAddressPool []string
+	SubnetSize         uint32
+	Logger             *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
 }
@@ -159,6 +164,21 @@ func (c *Config) validate() error {
 	}
 	if r := c.Simulated.FailureRate; r < 0 || r > 1 {
 		return fmt.Errorf("--sim-failure-rate %v: must be between 0 and 1", r)
+	}
+	if (len(c.DefaultAddressPool) > 0 || c.SubnetSize != 0) && !c.Init {
+		return errors.New("--default-addr-pool and --default-addr-pool-mask-length are fixed when the cluster is created: give them with --init only")
+	}
+	for _, p := range c.DefaultAddressPool {
+		pfx, err := netip.ParsePrefix(p)
+		if err != nil || !pfx.Addr().Is4() || pfx.Masked() != pfx {
+			return fmt.Errorf("--default-addr-pool %q: give an IPv4 CIDR written as its network address, such as 10.20.0.0/16", p)
+		}
+		if c.SubnetSize != 0 && int(c.SubnetSize) < pfx.Bits() {
+			return fmt.Errorf("--default-addr-pool-mask-length %d is shorter than pool %s: subnets must fit in the pool", c.SubnetSize, p)
+		}
+	}
+	if c.SubnetSize != 0 && (c.SubnetSize < 8 || c.SubnetSize > 29) {
+		return fmt.Errorf("--default-addr-pool-mask-length %d: use 8 to 29", c.SubnetSize)
 	}
 	return nil
 }
@@ -344,6 +364,8 @@ func (d *Daemon) managerConfig(force bool) manager.Config {
 		// real containers.
 		ResolveImages:      d.cfg.Runtime == "containerd",
 		InsecureRegistries: d.cfg.Containerd.InsecureRegistries,
+		DefaultAddressPool: d.cfg.DefaultAddressPool,
+		SubnetSize:         d.cfg.SubnetSize,
 		Logger:             d.log,
 	}
 }
