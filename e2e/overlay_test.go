@@ -258,3 +258,69 @@ func TestHostNetworkMode(t *testing.T) {
 		return err
 	})
 }
+
+// TestDiscoveryWithoutQuorum: with two of three managers gone, the
+// cluster cannot change, but containers still find and reach services:
+// the endpoint table lives in the agents' gossip. Also: a dnsrr service's
+// name answers its task addresses (no VIP).
+func TestDiscoveryWithoutQuorum(t *testing.T) {
+	c := newCluster(t, 5, 3)
+	if out, err := c.Host(1).CLI(t.Context(), "network", "create", "app"); err != nil {
+		t.Fatal(out, err)
+	}
+	app := c.network("app")
+	web := c.createOn("web", "web:v1", 3, []string{"app"}, 0, "node.role==worker")
+	db := c.createOn("db", "web:v1", 2, []string{"app"}, 0, "node.role==worker")
+	ctx, cancel := ctxT(10 * time.Second)
+	defer cancel()
+	cur := c.service(db.GetId())
+	spec := proto.Clone(cur.GetSpec()).(*api.ServiceSpec)
+	spec.Endpoint = &api.EndpointSpec{Mode: api.EndpointSpec_MODE_DNSRR}
+	if _, err := c.control().UpdateService(ctx, &api.UpdateServiceRequest{ServiceId: db.GetId(), Version: cur.GetMeta().GetVersion(), Spec: spec}); err != nil {
+		t.Fatal(err)
+	}
+	client := c.createOn("client", "web:v1", 1, []string{"app"}, 0, "node.hostname==h4")
+	webTasks := c.waitRunning(web.GetId(), 3, 90*time.Second)
+	clientNS := taskNetNS(c.Host(4), only(t, c.waitRunning(client.GetId(), 1, 60*time.Second)).GetId())
+	vip := vipOf(c.service(web.GetId()), app.GetId())
+	want := addrsOn(webTasks, app.GetId())
+	poll(t, 20*time.Second, "tasks.web and dnsrr db", func() error {
+		got, _, err := lookupIn(clientNS, "tasks.web")
+		if err == nil && !slices.Equal(got, want) {
+			return fmt.Errorf("tasks.web = %v, want %v", got, want)
+		}
+		dbTasks, err := c.running(db.GetId())
+		if err != nil {
+			return err
+		}
+		dbWant := addrsOn(dbTasks, app.GetId())
+		got, _, err = lookupIn(clientNS, "db")
+		if err == nil && (len(dbWant) != 2 || !slices.Equal(got, dbWant)) {
+			return fmt.Errorf("dnsrr db = %v, want its task addresses %v", got, dbWant)
+		}
+		return err
+	})
+
+	// Two managers go: no quorum.
+	for _, h := range []int{1, 2} {
+		if err := c.Host(h).KillDaemon(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Host(3).CLI(t.Context(), "--timeout", "3s", "service", "scale", "-d", "web=4"); err == nil {
+		t.Fatal("a write succeeded without quorum")
+	}
+	hc := httpClientIn(clientNS, 2*time.Second)
+	// Long enough for the gossip to declare the dead managers dead.
+	deadline := time.Now().Add(6 * time.Second)
+	for time.Now().Before(deadline) {
+		got, _, err := lookupIn(clientNS, "tasks.web")
+		if err != nil || !slices.Equal(got, want) {
+			t.Fatalf("without quorum, tasks.web = %v (%v), want %v", got, err, want)
+		}
+		if _, err := getEcho(hc, "http://"+vip+"/"); err != nil {
+			t.Fatalf("without quorum, the VIP failed: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
