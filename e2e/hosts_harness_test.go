@@ -101,6 +101,12 @@ type cluster struct {
 // managers, with the web:v1 and web:v2 images in its registry.
 func newCluster(t testing.TB, hosts, managers int) *cluster {
 	t.Helper()
+	return newClusterWith(t, hosts, managers, nil)
+}
+
+// newClusterWith is newCluster with extra flags for every daemon.
+func newClusterWith(t testing.TB, hosts, managers int, daemonArgs []string) *cluster {
+	t.Helper()
 	imgs, err := buildLabImages()
 	if err != nil {
 		t.Fatal(err)
@@ -115,7 +121,7 @@ func newCluster(t testing.TB, hosts, managers int) *cluster {
 	cfg := lab.Config{
 		Name: name, Dir: filepath.Join(labBase, name), Hosts: hosts, Managers: managers,
 		Shoal: shoalBin, ToolsBin: filepath.Join(tools, "bin"), LogLevel: "debug",
-		HeartbeatPeriod: labHeartbeat,
+		HeartbeatPeriod: labHeartbeat, DaemonArgs: daemonArgs,
 	}
 	if err := cfg.SetOwner(); err != nil {
 		t.Fatal(err)

@@ -57,6 +57,9 @@ type Config struct {
 	// BridgeSubnet is the subnet of the node-local bridge network (tasks
 	// with no network); zero means 172.18.0.0/16.
 	BridgeSubnet netip.Prefix
+	// GCInterval is how often the host looks for devices no task uses
+	// (removed when found twice in a row); 0 means 30 s.
+	GCInterval time.Duration
 	// Gossip, when set, overrides the gossip timing (tests).
 	Gossip func(*gossip.Config)
 }

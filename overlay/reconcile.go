@@ -7,11 +7,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shoalhq/shoal/overlay/ingress"
 	"github.com/shoalhq/shoal/overlay/sandbox"
 )
 
-// gcInterval is how often the host looks for devices no task uses.
-const gcInterval = 30 * time.Second
+// defaultGCInterval is how often the host looks for devices no task
+// uses, unless Config.GCInterval says otherwise.
+const defaultGCInterval = 30 * time.Second
 
 // collectGarbage removes the task interfaces and network devices that no
 // attached task uses: what a crashed agent, or containers removed while
@@ -20,12 +22,16 @@ const gcInterval = 30 * time.Second
 // progress is never taken.
 func (h *Host) collectGarbage() {
 	defer h.wg.Done()
+	every := h.cfg.GCInterval
+	if every <= 0 {
+		every = defaultGCInterval
+	}
 	suspects := map[string]bool{}
 	for {
 		select {
 		case <-h.done:
 			return
-		case <-time.After(gcInterval):
+		case <-time.After(every):
 		}
 		next, err := h.unused()
 		if err != nil {
@@ -65,6 +71,9 @@ func (h *Host) unused() ([]string, error) {
 				usedVNI[n.GetVni()] = true
 			}
 		}
+	}
+	if h.ingress != nil {
+		usedVNI[h.ingress.GetVni()] = true // every node carries the mesh
 	}
 	h.mu.Unlock()
 	// The bridge network's veths share the prefix; it reconciles its own.
@@ -118,7 +127,7 @@ func (h *Host) Cleanup() error {
 	for _, vni := range vnis {
 		errs = append(errs, h.vx.RemoveNetwork(vni))
 	}
-	errs = append(errs, h.bridge.Remove())
+	errs = append(errs, h.bridge.Remove(), ingress.RemoveHost(selfNetNS))
 	return errors.Join(errs...)
 }
 

@@ -80,6 +80,8 @@ func newDaemonCmd() *cobra.Command {
 	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port (TCP and UDP) on the advertised address where hosts share their tasks' endpoints")
 	f.StringSliceVar(&cfg.DefaultAddressPool, "default-addr-pool", nil, "with --init: CIDR overlay networks get their subnets from when they name none (repeatable; default 10.0.0.0/8)")
 	f.Uint32Var(&cfg.SubnetSize, "default-addr-pool-mask-length", 0, "with --init: prefix length of the subnets carved from the address pool (default 24)")
+	f.DurationVar(&cfg.OverlayGCInterval, "overlay-gc-interval", 0, "how often unused overlay devices are looked for (default 30s)")
+	_ = f.MarkHidden("overlay-gc-interval")
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "on shutdown, remove the overlay network devices this node made (for a node taken out of service; running containers lose their overlay interfaces)")
 	f.StringSliceVar(&cfg.Containerd.InsecureRegistries, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	f.DurationVar(&cfg.Simulated.StartDelay, "sim-start-delay", 0, "simulated runtime: how long each task takes to start")

@@ -76,7 +76,10 @@ type Config struct {
 	// subnets come from (see api.Cluster); empty: 10.0.0.0/8 in /24s.
 	DefaultAddressPool []string
 	SubnetSize         uint32
-	Logger             *slog.Logger
+	// OverlayGCInterval overrides how often unused overlay devices are
+	// looked for (tests).
+	OverlayGCInterval time.Duration
+	Logger            *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
 }

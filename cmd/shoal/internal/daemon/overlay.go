@@ -34,6 +34,7 @@ func (d *Daemon) startOverlay(ctx context.Context, managers []string) (*overlay.
 		VTEP:       ap.Addr(),
 		GossipPort: d.cfg.GossipPort,
 		StateDir:   filepath.Join(d.cfg.DataDir, "overlay"),
+		GCInterval: d.cfg.OverlayGCInterval,
 		Logger:     d.log,
 	})
 	if err != nil {
