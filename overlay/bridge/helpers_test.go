@@ -2,15 +2,11 @@ package bridge_test
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +15,9 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/shoalhq/shoal/overlay/bridge"
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 	"github.com/shoalhq/shoal/overlay/nsrun"
+	"github.com/shoalhq/shoal/overlay/vxlan/vxlantest"
 )
 
 // Addresses of the test topology; they exist only inside the namespaces
@@ -30,78 +28,13 @@ var (
 	serverAddr    = netip.MustParseAddr("10.251.0.10")     // on the outside's lo; the outside has no route to the bridge subnet
 )
 
-// prefix returns a unique per-run namespace name prefix: "obr", 4 random
-// hex digits and a dash.
-func prefix() string {
-	var b [2]byte
-	_, _ = rand.Read(b[:])
-	return "obr" + hex.EncodeToString(b[:]) + "-"
-}
-
 // newNS creates the named network namespace (lo up) and deletes it in
 // t.Cleanup, also when the test fails. The calling thread never moves.
-func newNS(t testing.TB, name string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces")
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- err
-			return
-		}
-		defer orig.Close()
-		ns, err := netns.NewNamed(name)
-		if err == nil {
-			ns.Close()
-		}
-		if serr := netns.Set(orig); serr != nil {
-			errc <- errors.Join(err, serr) // the thread stays locked and dies with the goroutine
-			return
-		}
-		runtime.UnlockOSThread()
-		errc <- err
-	}()
-	if err := <-errc; err != nil {
-		t.Fatalf("create network namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() {
-		if err := netns.DeleteNamed(name); err != nil {
-			t.Errorf("delete network namespace %s: %v", name, err)
-		}
-	})
-	path := filepath.Join("/run/netns", name)
-	h := handle(t, path)
-	lo, err := h.LinkByName("lo")
-	if err == nil {
-		err = h.LinkSetUp(lo)
-	}
-	if err != nil {
-		t.Fatalf("lo up in %s: %v", name, err)
-	}
-	return path
-}
+var newNS = nstest.NewNS
 
 // handle opens a netlink handle inside the namespace at path, closed in
 // t.Cleanup.
-func handle(t testing.TB, path string) *netlink.Handle {
-	t.Helper()
-	ns, err := netns.GetFromPath(path)
-	if err != nil {
-		t.Fatalf("open namespace %s: %v", path, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatalf("netlink handle in %s: %v", path, err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
+var handle = vxlantest.Handle
 
 func mustAddr(t testing.TB, h *netlink.Handle, link string, p netip.Prefix) {
 	t.Helper()
@@ -129,7 +62,7 @@ type world struct {
 
 func newWorld(t testing.TB) *world {
 	t.Helper()
-	w := &world{prefix: prefix()}
+	w := &world{prefix: vxlantest.Prefix("obr")}
 	w.host = newNS(t, w.prefix+"host")
 	w.outside = newNS(t, w.prefix+"out")
 	w.state = filepath.Join(t.TempDir(), "bridge.json")
@@ -190,49 +123,19 @@ func (w *world) task(t testing.TB, name string) string {
 func serveEcho(t testing.TB, ns string, addr netip.Addr, port int) {
 	t.Helper()
 	ap := netip.AddrPortFrom(addr, uint16(port)).String()
-	var (
-		ln net.Listener
-		pc net.PacketConn
-	)
-	err := nsrun.Do(ns, func() (err error) {
-		if ln, err = net.Listen("tcp4", ap); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp4", ap)
-		return err
-	})
-	if err != nil {
-		t.Fatalf("listen on %s in %s: %v", ap, ns, err)
-	}
-	t.Cleanup(func() { ln.Close(); pc.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
+	nstest.Serve(t, ns, ap, ap,
+		func(c net.Conn) {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			line, err := bufio.NewReader(c).ReadString('\n')
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				line, err := bufio.NewReader(c).ReadString('\n')
-				if err != nil {
-					return
-				}
-				peer := c.RemoteAddr().(*net.TCPAddr).IP
-				fmt.Fprintf(c, "%s %s", peer, line)
-			}()
-		}
-	}()
-	go func() {
-		buf := make([]byte, 1500)
-		for {
-			n, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(fmt.Appendf(nil, "%s %s", from.(*net.UDPAddr).IP, buf[:n]), from)
-		}
-	}()
+			peer := c.RemoteAddr().(*net.TCPAddr).IP
+			fmt.Fprintf(c, "%s %s", peer, line)
+		},
+		func(req []byte, from *net.UDPAddr) []byte {
+			return fmt.Appendf(nil, "%s %s", from.IP, req)
+		})
 }
 
 // ask sends msg from inside the namespace at ns to addr:port over network

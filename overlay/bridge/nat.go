@@ -9,6 +9,8 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // natChain is the chain of TableName that masquerades outbound traffic.
@@ -55,17 +57,9 @@ func masqueradeExprs(subnet netip.Prefix, bridge string) []expr.Any {
 		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: net.CIDRMask(subnet.Bits(), 32), Xor: make([]byte, 4)},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: subnet.Addr().AsSlice()},
 		&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: ifnameBytes(bridge)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: nft.IfName(bridge)},
 		&expr.Masq{},
 	}
-}
-
-// ifnameBytes is an interface name as the kernel compares it: IFNAMSIZ
-// bytes, zero-padded.
-func ifnameBytes(name string) []byte {
-	b := make([]byte, unix.IFNAMSIZ)
-	copy(b, name)
-	return b
 }
 
 // ensureNAT makes TableName in the namespace at path hold exactly the nat

@@ -3,13 +3,12 @@ package ingress
 import (
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 
-	"github.com/shoalhq/shoal/overlay/nsrun"
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 	"github.com/shoalhq/shoal/overlay/vxlan/vxlantest"
 )
 
@@ -37,49 +36,22 @@ func BenchmarkIngressConnect(b *testing.B) {
 	meshDst := netip.AddrPortFrom(entry.host.Addr, publishedTC)
 	directDst := netip.AddrPortFrom(target.addr, targetTCP)
 
-	var viaMesh, direct []time.Duration
-	err := nsrun.Do(m.client, func() error {
-		b.ResetTimer()
-		for i := range b.N {
-			// Alternate the order so neither path always runs first.
-			order := []netip.AddrPort{meshDst, directDst}
-			if i%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
-			for _, dst := range order {
-				start := time.Now()
-				a, err := askTCP(dst, 2*time.Second)
-				d := time.Since(start)
-				if err != nil {
-					return err
-				}
-				if a.server != target.addr.String() || a.peer != m.caddr {
-					b.Errorf("%s answered %+v, want task %s seeing %s", dst, a, target.addr, m.caddr)
-				}
-				if dst == meshDst {
-					viaMesh = append(viaMesh, d)
-				} else {
-					direct = append(direct, d)
-				}
-			}
+	ask := func(dst netip.AddrPort) (time.Duration, error) {
+		start := time.Now()
+		a, err := askTCP(dst, 2*time.Second)
+		d := time.Since(start)
+		if err != nil {
+			return 0, err
 		}
-		b.StopTimer()
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
+		if a.server != target.addr.String() || a.peer != m.caddr {
+			b.Errorf("%s answered %+v, want task %s seeing %s", dst, a, target.addr, m.caddr)
+		}
+		return d, nil
 	}
-	ms, dir := median(viaMesh), median(direct)
+	ms, dir := nstest.Interleave(b, m.client,
+		func(int) (time.Duration, error) { return ask(meshDst) },
+		func(int) (time.Duration, error) { return ask(directDst) })
 	b.ReportMetric(float64(ms)/float64(dir), "ratio")
 	b.ReportMetric(float64(ms)/1e3, "mesh-p50-us")
 	b.ReportMetric(float64(dir)/1e3, "direct-p50-us")
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
-	return ds[len(ds)/2]
 }

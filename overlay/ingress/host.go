@@ -2,6 +2,8 @@ package ingress
 
 import (
 	"fmt"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // ipForward is the sysctl that lets a host forward the flows it DNATs.
@@ -42,29 +44,29 @@ func ApplyHost(hostNS string, services []Published) error {
 	}
 	services = normalizeServices(services)
 
-	unlock := nsLocks.lock(hostNS)
+	unlock := nsLocks.Lock(hostNS)
 	defer unlock()
 	s, err := openNft(hostNS, "hostNS")
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	if err := ensureSysctl(hostNS, ipForward, "1"); err != nil {
 		return err
 	}
 
-	chains, err := tableChains(s.conn, hostTable)
+	chains, err := nft.TableChains(s.Conn, hostTable)
 	if err != nil {
 		return fmt.Errorf("ingress: list chains of table %s in %s: %w", HostTable, hostNS, err)
 	}
-	sets, err := tableSets(s.conn, hostTable)
+	sets, err := tableSets(s.Conn, hostTable)
 	if err != nil {
 		return fmt.Errorf("ingress: list maps of table %s in %s: %w", HostTable, hostNS, err)
 	}
-	if err := programHost(s.conn, services, chains, sets); err != nil {
+	if err := programHost(s.Conn, services, chains, sets); err != nil {
 		return fmt.Errorf("ingress: build batch for %s: %w", hostNS, err)
 	}
-	if err := s.conn.Flush(); err != nil {
+	if err := s.Conn.Flush(); err != nil {
 		return flushErr("program", HostTable, hostNS, err)
 	}
 	return nil
@@ -76,12 +78,12 @@ func ApplyHost(hostNS string, services []Published) error {
 // Removing a table that does not exist succeeds. net.ipv4.ip_forward is
 // left as it is. It errs with ErrNamespace if hostNS cannot be used.
 func RemoveHost(hostNS string) error {
-	unlock := nsLocks.lock(hostNS)
+	unlock := nsLocks.Lock(hostNS)
 	defer unlock()
 	s, err := openNft(hostNS, "hostNS")
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	return removeTable(s, hostTable, hostNS)
 }

@@ -9,9 +9,10 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // ReadHost returns the ports published in the host namespace at hostNS,
@@ -26,23 +27,23 @@ import (
 // used. It waits for an ApplyHost or RemoveHost of the same hostNS
 // running in this process.
 func ReadHost(hostNS string) ([]Published, error) {
-	unlock := nsLocks.lock(hostNS)
+	unlock := nsLocks.Lock(hostNS)
 	defer unlock()
 	s, err := openNft(hostNS, "hostNS")
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer s.Close()
 
-	chains, err := tableChains(s.conn, hostTable)
+	chains, err := nft.TableChains(s.Conn, hostTable)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: list chains of table %s in %s: %w", HostTable, hostNS, err)
 	}
-	sets, err := tableSets(s.conn, hostTable)
+	sets, err := tableSets(s.Conn, hostTable)
 	if err != nil {
 		return nil, fmt.Errorf("ingress: list maps of table %s in %s: %w", HostTable, hostNS, err)
 	}
-	r := hostReader{conn: s.conn, chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
+	r := hostReader{conn: s.Conn, chains: map[string]*nftables.Chain{}, sets: map[string]*nftables.Set{}}
 	for _, c := range chains {
 		r.chains[c.Name] = c
 	}
@@ -67,7 +68,7 @@ func (r *hostReader) services() ([]Published, error) {
 	if len(r.chains) == 0 && len(r.sets) == 0 {
 		return nil, nil
 	}
-	for _, b := range []baseChain{meshPrerouting, meshOutput} {
+	for _, b := range []nft.BaseChain{meshPrerouting, meshOutput} {
 		if err := r.checkDispatch(b); err != nil {
 			return nil, err
 		}
@@ -96,17 +97,17 @@ func (r *hostReader) services() ([]Published, error) {
 
 // checkDispatch checks that base chain b exists with its one dispatch
 // rule.
-func (r *hostReader) checkDispatch(b baseChain) error {
-	c := r.chains[b.name]
-	if c == nil || !b.matches(c) {
-		return fmt.Errorf("chain %s is missing or not a %s chain on hook %d priority %d: %w", b.name, b.kind, *b.hook, b.priority, ErrUnrecognized)
+func (r *hostReader) checkDispatch(b nft.BaseChain) error {
+	c := r.chains[b.Name]
+	if c == nil || !b.Matches(c) {
+		return fmt.Errorf("chain %s is missing or not a %s chain on hook %d priority %d: %w", b.Name, b.Type, *b.Hook, b.Priority, ErrUnrecognized)
 	}
 	rules, err := r.conn.GetRules(hostTable, c)
 	if err != nil {
-		return fmt.Errorf("list rules of chain %s: %w", b.name, err)
+		return fmt.Errorf("list rules of chain %s: %w", b.Name, err)
 	}
 	if len(rules) != 1 || !isDispatch(rules[0].Exprs) {
-		return fmt.Errorf("chain %s: want one rule `fib daddr type local meta l4proto . th dport vmap @%s`, have %d rules: %w", b.name, publishedMapName, len(rules), ErrUnrecognized)
+		return fmt.Errorf("chain %s: want one rule `fib daddr type local meta l4proto . th dport vmap @%s`, have %d rules: %w", b.Name, publishedMapName, len(rules), ErrUnrecognized)
 	}
 	return nil
 }
@@ -122,7 +123,7 @@ func isDispatch(exprs []expr.Any) bool {
 	lk, ok5 := exprs[4].(*expr.Lookup)
 	return ok1 && ok2 && ok3 && ok4 && ok5 &&
 		fib.FlagDADDR && !fib.FlagSADDR && !fib.FlagIIF && !fib.FlagOIF && !fib.FlagMARK && fib.ResultADDRTYPE &&
-		cmp.Op == expr.CmpOpEq && cmp.Register == fib.Register && bytes.Equal(cmp.Data, nativeUint32(rtnLocal)) &&
+		cmp.Op == expr.CmpOpEq && cmp.Register == fib.Register && bytes.Equal(cmp.Data, nft.NativeUint32(rtnLocal)) &&
 		meta.Key == expr.MetaKeyL4PROTO && !meta.SourceRegister && meta.Register == 1 &&
 		pl.OperationType == expr.PayloadLoad && pl.Base == expr.PayloadBaseTransportHeader &&
 		pl.Offset == thDportOffset && pl.Len == 2 && pl.DestRegister == reg32x1 &&
@@ -140,9 +141,9 @@ func (r *hostReader) service(e nftables.SetElement) (Published, error) {
 	if e.Key[0] == 17 {
 		s.Protocol = UDP
 	}
-	kind, chain, err := parseVerdict(e.Val)
+	kind, chain, err := nft.ParseVerdict(e.Val)
 	if err != nil {
-		return Published{}, fmt.Errorf("map %s, %s/%d: %w", publishedMapName, s.Protocol, s.Port, err)
+		return Published{}, fmt.Errorf("map %s, %s/%d: %w: %w", publishedMapName, s.Protocol, s.Port, err, ErrUnrecognized)
 	}
 	proto, port, target, ok := parseServiceChainName(chain)
 	if kind != expr.VerdictGoto || !ok || proto != s.Protocol || port != s.Port {
@@ -202,9 +203,9 @@ func isReject(protocol string, exprs []expr.Any) bool {
 	c, ok2 := exprs[2].(*expr.Cmp)
 	rej, ok3 := exprs[3].(*expr.Reject)
 	if !ok0 || !ok1 || !ok2 || !ok3 || ct.Key != expr.CtKeySTATE || ct.Register == 0 ||
-		bw.SourceRegister != ct.Register || bw.Len != 4 || !bytes.Equal(bw.Mask, nativeUint32(ctStateNew)) ||
-		!bytes.Equal(bw.Xor, nativeUint32(0)) ||
-		c.Op != expr.CmpOpNeq || c.Register != bw.DestRegister || !bytes.Equal(c.Data, nativeUint32(0)) {
+		bw.SourceRegister != ct.Register || bw.Len != 4 || !bytes.Equal(bw.Mask, nft.NativeUint32(ctStateNew)) ||
+		!bytes.Equal(bw.Xor, nft.NativeUint32(0)) ||
+		c.Op != expr.CmpOpNeq || c.Register != bw.DestRegister || !bytes.Equal(c.Data, nft.NativeUint32(0)) {
 		return false
 	}
 	if protocol == TCP {
@@ -253,7 +254,7 @@ func (r *hostReader) slots(s Published, modulus uint32) ([]netip.Addr, error) {
 		if len(e.Key) != 4 || len(e.Val) != 8 || e.Val[6]|e.Val[7] != 0 {
 			return nil, fmt.Errorf("map %s: element %x : %x: %w", name, e.Key, e.Val, ErrUnrecognized)
 		}
-		slot := binaryutil.NativeEndian.Uint32(e.Key)
+		slot := nft.ReadNativeUint32(e.Key)
 		if slot >= modulus || slots[slot].IsValid() {
 			return nil, fmt.Errorf("map %s: slot %d out of range or repeated (mod %d): %w", name, slot, modulus, ErrUnrecognized)
 		}

@@ -5,9 +5,10 @@ import (
 	"net/netip"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // Names of what ApplyHost creates. Everything is inside HostTable, so
@@ -27,8 +28,8 @@ const (
 var hostTable = &nftables.Table{Name: HostTable, Family: nftables.TableFamilyIPv4}
 
 var (
-	meshPrerouting = baseChain{meshPreroutingName, nftables.ChainTypeNAT, nftables.ChainHookPrerouting, *nftables.ChainPriorityNATDest}
-	meshOutput     = baseChain{meshOutputName, nftables.ChainTypeNAT, nftables.ChainHookOutput, -100}
+	meshPrerouting = nft.BaseChain{Name: meshPreroutingName, Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookPrerouting, Priority: *nftables.ChainPriorityNATDest}
+	meshOutput     = nft.BaseChain{Name: meshOutputName, Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookOutput, Priority: -100}
 
 	publishedShape = mapShape{verdict: true, concat: true,
 		key: nftables.MustConcatSetType(nftables.TypeInetProto, nftables.TypeInetService), data: nftables.TypeVerdict}
@@ -95,16 +96,16 @@ func programHost(conn *nftables.Conn, services []Published, chains []*nftables.C
 	for _, c := range chains {
 		switch {
 		case !wantChains[c.Name],
-			c.Name == meshPreroutingName && !meshPrerouting.matches(c),
-			c.Name == meshOutputName && !meshOutput.matches(c),
+			c.Name == meshPreroutingName && !meshPrerouting.Matches(c),
+			c.Name == meshOutputName && !meshOutput.Matches(c),
 			c.Name != meshPreroutingName && c.Name != meshOutputName && c.Hooknum != nil:
 			// Gone, or the right name with the wrong kind (a leftover).
 			conn.DelChain(c)
 		}
 	}
 
-	pre := conn.AddChain(meshPrerouting.chain(hostTable))
-	out := conn.AddChain(meshOutput.chain(hostTable))
+	pre := conn.AddChain(meshPrerouting.Chain(hostTable))
+	out := conn.AddChain(meshOutput.Chain(hostTable))
 	var setID uint32
 	var published []nftables.SetElement
 	type serviceRule struct {
@@ -126,7 +127,7 @@ func programHost(conn *nftables.Conn, services []Published, chains []*nftables.C
 		elements := make([]nftables.SetElement, len(slots))
 		for i, b := range slots {
 			// Native byte order: numgen writes its result in host order.
-			elements[i] = nftables.SetElement{Key: binaryutil.NativeEndian.PutUint32(uint32(i)), Val: slotValue(b, s.TargetPort)}
+			elements[i] = nftables.SetElement{Key: nft.NativeUint32(uint32(i)), Val: slotValue(b, s.TargetPort)}
 		}
 		setID++
 		m, err := fillMap(conn, slotsShape, slotsMapName(s), setID, reuse, elements)
@@ -173,7 +174,7 @@ func fillMap(conn *nftables.Conn, shape mapShape, name string, id uint32, reuse 
 func dispatchExprs(published *nftables.Set) []expr.Any {
 	return []expr.Any{
 		&expr.Fib{Register: 1, FlagDADDR: true, ResultADDRTYPE: true},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nativeUint32(rtnLocal)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nft.NativeUint32(rtnLocal)},
 		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
 		&expr.Payload{DestRegister: reg32x1, Base: expr.PayloadBaseTransportHeader, Offset: thDportOffset, Len: 2},
 		&expr.Lookup{SourceRegister: 1, DestRegister: 0, IsDestRegSet: true, SetName: published.Name, SetID: published.ID},
@@ -207,7 +208,7 @@ func rejectExprs(protocol string) []expr.Any {
 	}
 	return append(l4protoExprs(protoNumber(protocol)),
 		&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: nativeUint32(ctStateNew), Xor: nativeUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: nativeUint32(0)},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: nft.NativeUint32(ctStateNew), Xor: nft.NativeUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: nft.NativeUint32(0)},
 		r)
 }

@@ -12,31 +12,18 @@ import (
 	"github.com/google/nftables/expr"
 	"pgregory.net/rapid"
 
+	"github.com/shoalhq/shoal/overlay/internal/nft"
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 	"github.com/shoalhq/shoal/overlay/nsrun"
 )
 
-func addrs(ss ...string) []netip.Addr {
-	out := make([]netip.Addr, len(ss))
-	for i, s := range ss {
-		out[i] = netip.MustParseAddr(s)
-	}
-	return out
-}
-
 func pub(proto string, port, target uint16, backends ...string) Published {
-	return Published{Protocol: proto, Port: port, TargetPort: target, Backends: addrs(backends...)}
-}
-
-// failer is what the checks need of *testing.T and *rapid.T.
-type failer interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
+	return Published{Protocol: proto, Port: port, TargetPort: target, Backends: nstest.Addrs(backends...)}
 }
 
 // applyHostAndCheck applies state and asserts that ReadHost returns it
 // normalised.
-func applyHostAndCheck(t failer, ns string, state []Published) {
+func applyHostAndCheck(t nstest.Failer, ns string, state []Published) {
 	t.Helper()
 	if err := ApplyHost(ns, state); err != nil {
 		t.Fatalf("ApplyHost(%v): %v", state, err)
@@ -194,17 +181,17 @@ func TestReadHostRefusesForeignRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
-	chains, err := tableChains(s.conn, hostTable)
+	defer s.Close()
+	chains, err := nft.TableChains(s.Conn, hostTable)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range chains {
 		if c.Name == serviceChainName(state[0]) {
-			s.conn.AddRule(&nftables.Rule{Table: hostTable, Chain: c, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
+			s.Conn.AddRule(&nftables.Rule{Table: hostTable, Chain: c, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}})
 		}
 	}
-	if err := s.conn.Flush(); err != nil {
+	if err := s.Conn.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ReadHost(ns); !errors.Is(err, ErrUnrecognized) {
@@ -222,25 +209,25 @@ func TestApplyHostRewritesLeftovers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
-	s.conn.AddTable(hostTable)
-	s.conn.AddChain(baseChain{meshPreroutingName, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, 0}.chain(hostTable))
-	s.conn.AddChain(&nftables.Chain{Name: "svc_tcp_1_1", Table: hostTable})
-	if err := s.conn.AddSet(&nftables.Set{Table: hostTable, ID: 1, Name: publishedMapName, KeyType: nftables.TypeIPAddr}, nil); err != nil {
+	defer s.Close()
+	s.Conn.AddTable(hostTable)
+	s.Conn.AddChain(nft.BaseChain{Name: meshPreroutingName, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting, Priority: 0}.Chain(hostTable))
+	s.Conn.AddChain(&nftables.Chain{Name: "svc_tcp_1_1", Table: hostTable})
+	if err := s.Conn.AddSet(&nftables.Set{Table: hostTable, ID: 1, Name: publishedMapName, KeyType: nftables.TypeIPAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.conn.AddSet(&nftables.Set{Table: hostTable, ID: 2, Name: "slots_tcp_8080", IsMap: true,
+	if err := s.Conn.AddSet(&nftables.Set{Table: hostTable, ID: 2, Name: "slots_tcp_8080", IsMap: true,
 		KeyType: nftables.TypeInteger, DataType: nftables.TypeIPAddr}, nil); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.conn.Flush(); err != nil {
+	if err := s.Conn.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := ReadHost(ns); !errors.Is(err, ErrUnrecognized) {
 		t.Fatalf("ReadHost of leftovers: %v, want ErrUnrecognized", err)
 	}
 	applyHostAndCheck(t, ns, []Published{pub(TCP, 8080, 80, "10.255.0.7")})
-	chains, err := tableChains(s.conn, hostTable)
+	chains, err := nft.TableChains(s.Conn, hostTable)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,17 +2,16 @@ package ingress
 
 import (
 	"bufio"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 	"github.com/shoalhq/shoal/overlay/nsrun"
 	"github.com/shoalhq/shoal/overlay/sandbox"
 	"github.com/shoalhq/shoal/overlay/vxlan"
@@ -59,7 +58,7 @@ type mesh struct {
 // not depend on the task's main table.
 func newMesh(t testing.TB) *mesh {
 	t.Helper()
-	u := vxlantest.NewUnderlay(t, fmt.Sprintf("%s%dm", runPrefix, nsCounter.Add(1)), 4)
+	u := vxlantest.NewUnderlay(t, testRun.Name("m"), 4)
 	m := &mesh{client: u.Hosts[3].NS, caddr: u.Hosts[3].Addr}
 	var vteps []netip.Addr
 	var remotes []vxlan.Remote
@@ -173,57 +172,18 @@ func serveTask(t testing.TB, ns string, addr netip.Addr) {
 // "NAME PEER\n"; they stop when the test ends.
 func serveAnswering(t testing.TB, ns, name string, tcpPort, udpPort int) {
 	t.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	err := nsrun.Do(ns, func() (err error) {
-		if ln, err = net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", tcpPort)); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp4", fmt.Sprintf("0.0.0.0:%d", udpPort))
-		return err
-	})
-	if err != nil {
-		t.Fatalf("start servers in %s: %v", ns, err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		_ = ln.Close()
-		_ = pc.Close()
-		wg.Wait()
-	})
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
+	nstest.Serve(t, ns, fmt.Sprintf("0.0.0.0:%d", tcpPort), fmt.Sprintf("0.0.0.0:%d", udpPort),
+		func(c net.Conn) {
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
 				return
 			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				_ = c.SetDeadline(time.Now().Add(5 * time.Second))
-				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
-					return
-				}
-				peer := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
-				_, _ = fmt.Fprintf(c, "%s %s\n", name, peer)
-			}()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 64)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			peer := from.(*net.UDPAddr).AddrPort().Addr().Unmap()
-			_, _ = pc.WriteTo([]byte(fmt.Sprintf("%s %s\n", name, peer)), from)
-		}
-	}()
+			peer := c.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
+			_, _ = fmt.Fprintf(c, "%s %s\n", name, peer)
+		},
+		func(_ []byte, from *net.UDPAddr) []byte {
+			return fmt.Appendf(nil, "%s %s\n", name, from.AddrPort().Addr().Unmap())
+		})
 }
 
 // answer is what a server said: who answered and the peer it saw.
@@ -296,7 +256,4 @@ func askUDP(dst netip.AddrPort, timeout time.Duration) (answer, error) {
 }
 
 // isTimeout reports whether err is a deadline, as opposed to a refusal.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+var isTimeout = nstest.IsTimeout

@@ -1,74 +1,27 @@
 package ingress
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // Kernel constants not spelled out by x/sys/unix.
 const (
-	icmpPortUnreachable = 3 // ICMP_PORT_UNREACH, code of destination unreachable
-	rtnLocal            = 2 // RTN_LOCAL, the fib address type of a local address
-	thDportOffset       = 2 // offset of the destination port in TCP and UDP headers
-	etherSaddrOffset    = 6 // offset of the source MAC in the Ethernet header
-	ifNameSize          = 16
+	icmpPortUnreachable = 3      // ICMP_PORT_UNREACH, code of destination unreachable
+	rtnLocal            = 2      // RTN_LOCAL, the fib address type of a local address
+	thDportOffset       = 2      // offset of the destination port in TCP and UDP headers
+	etherSaddrOffset    = 6      // offset of the source MAC in the Ethernet header
 	ctStateNew          = 1 << 3 // NF_CT_STATE_BIT(IP_CT_NEW)
 	// reg32x1 is the second 32-bit register of register 1 (NFT_REG32_01),
 	// where the second field of a concatenation goes.
 	reg32x1 = 9
 )
-
-// baseChain is the shape of a hooked chain.
-type baseChain struct {
-	name     string
-	kind     nftables.ChainType
-	hook     *nftables.ChainHook
-	priority nftables.ChainPriority
-}
-
-func (b baseChain) chain(t *nftables.Table) *nftables.Chain {
-	accept := nftables.ChainPolicyAccept
-	return &nftables.Chain{
-		Name:     b.name,
-		Table:    t,
-		Type:     b.kind,
-		Hooknum:  b.hook,
-		Priority: nftables.ChainPriorityRef(b.priority),
-		Policy:   &accept,
-	}
-}
-
-// matches reports whether a chain listed from the kernel is this base
-// chain, type, hook and priority included.
-func (b baseChain) matches(c *nftables.Chain) bool {
-	return c.Name == b.name && c.Type == b.kind &&
-		c.Hooknum != nil && *c.Hooknum == *b.hook &&
-		c.Priority != nil && *c.Priority == b.priority
-}
-
-// tableChains lists the chains of table t; none if it is absent. Each
-// chain's Table is set to t, ready for DelChain and GetRules.
-func tableChains(conn *nftables.Conn, t *nftables.Table) ([]*nftables.Chain, error) {
-	all, err := conn.ListChainsOfTableFamily(t.Family)
-	if err != nil {
-		return nil, err
-	}
-	var ours []*nftables.Chain
-	for _, c := range all {
-		if c.Table != nil && c.Table.Name == t.Name {
-			c.Table = t
-			ours = append(ours, c)
-		}
-	}
-	return ours, nil
-}
 
 // tableSets lists the named sets and maps of table t; none if the table is
 // absent.
@@ -159,51 +112,9 @@ func parseL4proto(exprs []expr.Any) (byte, []expr.Any, bool) {
 	return c.Data[0], exprs[2:], true
 }
 
-// nativeUint32 encodes v as the kernel's registers hold host-order
-// integers (numgen results, marks, fib address types).
-func nativeUint32(v uint32) []byte { return binaryutil.NativeEndian.PutUint32(v) }
-
-// parseVerdict decodes the data of a verdict map element, as the library
-// returns it (the nested NFTA_VERDICT_* attributes).
-func parseVerdict(b []byte) (expr.VerdictKind, string, error) {
-	attrs, err := netlinkAttrs(b)
-	if err != nil {
-		return 0, "", fmt.Errorf("verdict: %w: %w", err, ErrUnrecognized)
-	}
-	code := attrs[unix.NFTA_VERDICT_CODE]
-	if len(code) != 4 {
-		return 0, "", fmt.Errorf("verdict without a code: %w", ErrUnrecognized)
-	}
-	kind := expr.VerdictKind(int32(binary.BigEndian.Uint32(code)))
-	return kind, strings.TrimRight(string(attrs[unix.NFTA_VERDICT_CHAIN]), "\x00"), nil
-}
-
-// netlinkAttrs splits a buffer of netlink attributes (length and type in
-// host order, values padded to 4 bytes) by type.
-func netlinkAttrs(b []byte) (map[uint16][]byte, error) {
-	attrs := map[uint16][]byte{}
-	for len(b) > 0 {
-		if len(b) < unix.SizeofNlAttr {
-			return nil, errors.New("truncated attribute header")
-		}
-		n := int(binaryutil.NativeEndian.Uint16(b[0:2]))
-		typ := binaryutil.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if n < unix.SizeofNlAttr || n > len(b) {
-			return nil, fmt.Errorf("attribute length %d out of range", n)
-		}
-		attrs[typ] = b[unix.SizeofNlAttr:n]
-		b = b[min((n+3)&^3, len(b)):]
-	}
-	return attrs, nil
-}
-
 // unrecognized describes a rule this package cannot interpret.
 func unrecognized(what string, exprs []expr.Any) error {
-	kinds := make([]string, len(exprs))
-	for i, e := range exprs {
-		kinds[i] = fmt.Sprintf("%T", e)
-	}
-	return fmt.Errorf("unexpected %s [%s]: %w", what, strings.Join(kinds, " "), ErrUnrecognized)
+	return fmt.Errorf("unexpected %s [%s]: %w", what, nft.ExprTypes(exprs), ErrUnrecognized)
 }
 
 // flushErr describes a failed batch commit.
@@ -216,16 +127,9 @@ func flushErr(what, table, nsPath string, err error) error {
 
 // removeTable deletes table t and everything in it; an absent table is
 // not an error.
-func removeTable(s *session, t *nftables.Table, nsPath string) error {
-	// Adding first makes the delete valid when the table is absent; both
-	// happen in one batch.
-	s.conn.AddTable(t)
-	s.conn.DelTable(t)
-	if err := s.conn.Flush(); err != nil {
+func removeTable(s *nft.Session, t *nftables.Table, nsPath string) error {
+	if err := nft.DeleteTable(s.Conn, t); err != nil {
 		return fmt.Errorf("ingress: delete table %s in %s: %w", t.Name, nsPath, err)
 	}
 	return nil
 }
-
-// nativeUint32Of decodes a host-order integer of a register or map.
-func nativeUint32Of(b []byte) uint32 { return binaryutil.NativeEndian.Uint32(b) }

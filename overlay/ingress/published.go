@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/shoalhq/shoal/overlay/internal/ipv4"
 )
 
 // Protocols a port can be published for.
@@ -71,33 +73,14 @@ func validateServices(services []Published) error {
 			return fmt.Errorf("ingress: services[%d] publishes %s/%d like services[%d]: %w", i, s.Protocol, s.Port, j, ErrDuplicatePort)
 		}
 		ports[k] = i
-		seen := make(map[netip.Addr]int, len(s.Backends))
-		for k, b := range s.Backends {
-			if !isUnicast4(b) {
-				return fmt.Errorf("ingress: services[%d].Backends[%d] %s: %w", i, k, describe(b), ErrInvalidBackend)
+		if f := ipv4.CheckList(s.Backends); f != nil {
+			if f.Repeats < 0 {
+				return fmt.Errorf("ingress: services[%d].Backends[%d] %s: %w", i, f.Index, ipv4.Describe(f.Addr), ErrInvalidBackend)
 			}
-			if j, dup := seen[b]; dup {
-				return fmt.Errorf("ingress: services[%d].Backends[%d] %s is also Backends[%d]: %w", i, k, b, j, ErrDuplicateBackend)
-			}
-			seen[b] = k
+			return fmt.Errorf("ingress: services[%d].Backends[%d] %s is also Backends[%d]: %w", i, f.Index, f.Addr, f.Repeats, ErrDuplicateBackend)
 		}
 	}
 	return nil
-}
-
-// isUnicast4 reports whether a is a unicast IPv4 address (not an
-// IPv4-mapped IPv6 one).
-func isUnicast4(a netip.Addr) bool {
-	return a.Is4() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() &&
-		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
-// describe prints an address for an error message, the zero value too.
-func describe(a netip.Addr) string {
-	if !a.IsValid() {
-		return "(unset)"
-	}
-	return a.String()
 }
 
 // normalizeServices returns a copy of services sorted by protocol then

@@ -6,6 +6,8 @@ import (
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // srcValidMark makes reverse-path filtering honour the mark, so that a
@@ -55,7 +57,7 @@ func ApplyTask(taskNS string, t TaskSide) error {
 	}
 	t = t.normalize()
 
-	unlock := nsLocks.lock(taskNS)
+	unlock := nsLocks.Lock(taskNS)
 	defer unlock()
 	h, err := openLink(taskNS, "taskNS")
 	if err != nil {
@@ -74,7 +76,7 @@ func ApplyTask(taskNS string, t TaskSide) error {
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	for _, file := range []string{srcValidMark, tcpFwmarkAccept} {
 		if err := ensureSysctl(taskNS, file, "1"); err != nil {
 			return err
@@ -90,18 +92,18 @@ func ApplyTask(taskNS string, t TaskSide) error {
 		return fmt.Errorf("ingress: in %s: %w", taskNS, err)
 	}
 
-	chains, err := tableChains(s.conn, taskTable)
+	chains, err := nft.TableChains(s.Conn, taskTable)
 	if err != nil {
 		return fmt.Errorf("ingress: list chains of table %s in %s: %w", TaskTable, taskNS, err)
 	}
-	sets, err := tableSets(s.conn, taskTable)
+	sets, err := tableSets(s.Conn, taskTable)
 	if err != nil {
 		return fmt.Errorf("ingress: list maps of table %s in %s: %w", TaskTable, taskNS, err)
 	}
-	if err := programTask(s.conn, t, chains, sets); err != nil {
+	if err := programTask(s.Conn, t, chains, sets); err != nil {
 		return fmt.Errorf("ingress: build batch for %s: %w", taskNS, err)
 	}
-	if err := s.conn.Flush(); err != nil {
+	if err := s.Conn.Flush(); err != nil {
 		return flushErr("program", TaskTable, taskNS, err)
 	}
 
@@ -120,7 +122,7 @@ func ApplyTask(taskNS string, t TaskSide) error {
 // succeeds; src_valid_mark is left as it is. It errs with ErrNamespace if
 // taskNS cannot be used; on a kernel error, calling it again finishes.
 func RemoveTask(taskNS string) error {
-	unlock := nsLocks.lock(taskNS)
+	unlock := nsLocks.Lock(taskNS)
 	defer unlock()
 	h, err := openLink(taskNS, "taskNS")
 	if err != nil {
@@ -131,7 +133,7 @@ func RemoveTask(taskNS string) error {
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 	if err := removeTable(s, taskTable, taskNS); err != nil {
 		return err
 	}
@@ -157,7 +159,7 @@ func RemoveTask(taskNS string) error {
 // ErrUnrecognized, which ApplyTask repairs. It errs with ErrNamespace if
 // taskNS cannot be used.
 func ReadTask(taskNS string) (TaskSide, error) {
-	unlock := nsLocks.lock(taskNS)
+	unlock := nsLocks.Lock(taskNS)
 	defer unlock()
 	h, err := openLink(taskNS, "taskNS")
 	if err != nil {
@@ -168,9 +170,9 @@ func ReadTask(taskNS string) (TaskSide, error) {
 	if err != nil {
 		return TaskSide{}, err
 	}
-	defer s.close()
+	defer s.Close()
 
-	ifName, macs, present, err := readTaskTable(s.conn)
+	ifName, macs, present, err := readTaskTable(s.Conn)
 	if err != nil {
 		return TaskSide{}, fmt.Errorf("ingress: read table %s in %s: %w", TaskTable, taskNS, err)
 	}

@@ -7,6 +7,9 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // Names of what ApplyTask creates in the task's nftables. Everything is in
@@ -24,8 +27,8 @@ const (
 var taskTable = &nftables.Table{Name: TaskTable, Family: nftables.TableFamilyIPv4}
 
 var (
-	gwPrerouting = baseChain{gwPreroutingName, nftables.ChainTypeFilter, nftables.ChainHookPrerouting, *nftables.ChainPriorityMangle}
-	gwOutput     = baseChain{gwOutputName, nftables.ChainTypeRoute, nftables.ChainHookOutput, *nftables.ChainPriorityMangle}
+	gwPrerouting = nft.BaseChain{Name: gwPreroutingName, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookPrerouting, Priority: *nftables.ChainPriorityMangle}
+	gwOutput     = nft.BaseChain{Name: gwOutputName, Type: nftables.ChainTypeRoute, Hook: nftables.ChainHookOutput, Priority: *nftables.ChainPriorityMangle}
 	gatewayShape = mapShape{key: nftables.TypeEtherAddr, data: nftables.TypeMark}
 )
 
@@ -44,17 +47,17 @@ func programTask(conn *nftables.Conn, t TaskSide, chains []*nftables.Chain, sets
 		conn.DelSet(s)
 	}
 	for _, c := range chains {
-		if c.Name == gwPreroutingName && gwPrerouting.matches(c) || c.Name == gwOutputName && gwOutput.matches(c) {
+		if c.Name == gwPreroutingName && gwPrerouting.Matches(c) || c.Name == gwOutputName && gwOutput.Matches(c) {
 			continue
 		}
 		conn.DelChain(c)
 	}
-	pre := conn.AddChain(gwPrerouting.chain(taskTable))
-	out := conn.AddChain(gwOutput.chain(taskTable))
+	pre := conn.AddChain(gwPrerouting.Chain(taskTable))
+	out := conn.AddChain(gwOutput.Chain(taskTable))
 
 	elements := make([]nftables.SetElement, len(t.Gateways))
 	for i, g := range t.Gateways {
-		elements[i] = nftables.SetElement{Key: []byte(g.MAC), Val: nativeUint32(gatewayMark(g.Index))}
+		elements[i] = nftables.SetElement{Key: []byte(g.MAC), Val: nft.NativeUint32(gatewayMark(g.Index))}
 	}
 	m := gatewayShape.set(taskTable, gatewayMapName, 1)
 	switch {
@@ -73,14 +76,6 @@ func programTask(conn *nftables.Conn, t TaskSide, chains []*nftables.Chain, sets
 	return nil
 }
 
-// ifNameData is an interface name as `iifname` compares it: padded with
-// zeros to IFNAMSIZ.
-func ifNameData(name string) []byte {
-	b := make([]byte, ifNameSize)
-	copy(b, name)
-	return b
-}
-
 // markFlowExprs is `iifname IFNAME ct direction original ct mark set
 // ether saddr map @ingress_gw`: a packet from a node's bridge MAC marks
 // its flow with that node's mark (every original-direction packet, so a
@@ -88,7 +83,7 @@ func ifNameData(name string) []byte {
 func markFlowExprs(ifName string, m *nftables.Set) []expr.Any {
 	return []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifNameData(ifName)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nft.IfName(ifName)},
 		&expr.Ct{Key: expr.CtKeyDIRECTION, Register: 1},
 		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}}, // IP_CT_DIR_ORIGINAL
 		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseLLHeader, Offset: etherSaddrOffset, Len: 6},
@@ -103,8 +98,8 @@ func markFlowExprs(ifName string, m *nftables.Set) []expr.Any {
 func restoreMarkExprs() []expr.Any {
 	return []expr.Any{
 		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
-		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: nativeUint32(markKindMask), Xor: nativeUint32(0)},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nativeUint32(markBase)},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: nft.NativeUint32(markKindMask), Xor: nft.NativeUint32(0)},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: nft.NativeUint32(markBase)},
 		&expr.Ct{Key: expr.CtKeyMARK, Register: 1},
 		&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1},
 	}
@@ -114,7 +109,7 @@ func restoreMarkExprs() []expr.Any {
 // matches and the gateway map (MAC by gateway index). present is false
 // when the table holds nothing.
 func readTaskTable(conn *nftables.Conn) (ifName string, macs map[int]net.HardwareAddr, present bool, err error) {
-	chains, err := tableChains(conn, taskTable)
+	chains, err := nft.TableChains(conn, taskTable)
 	if err != nil {
 		return "", nil, false, fmt.Errorf("list chains of table %s: %w", TaskTable, err)
 	}
@@ -129,10 +124,10 @@ func readTaskTable(conn *nftables.Conn) (ifName string, macs map[int]net.Hardwar
 	for _, c := range chains {
 		byName[c.Name] = c
 	}
-	rulesOf := func(b baseChain) ([]*nftables.Rule, error) {
-		c := byName[b.name]
-		if c == nil || !b.matches(c) {
-			return nil, fmt.Errorf("chain %s is missing or not a %s chain on hook %d priority %d: %w", b.name, b.kind, *b.hook, b.priority, ErrUnrecognized)
+	rulesOf := func(b nft.BaseChain) ([]*nftables.Rule, error) {
+		c := byName[b.Name]
+		if c == nil || !b.Matches(c) {
+			return nil, fmt.Errorf("chain %s is missing or not a %s chain on hook %d priority %d: %w", b.Name, b.Type, *b.Hook, b.Priority, ErrUnrecognized)
 		}
 		return conn.GetRules(taskTable, c)
 	}
@@ -169,9 +164,9 @@ func readTaskTable(conn *nftables.Conn) (ifName string, macs map[int]net.Hardwar
 		if len(e.Key) != 6 || len(e.Val) != 4 {
 			return "", nil, true, fmt.Errorf("map %s: element %x : %x: %w", gatewayMapName, e.Key, e.Val, ErrUnrecognized)
 		}
-		k := int(nativeUint32Of(e.Val)) - markBase
+		k := int(nft.ReadNativeUint32(e.Val)) - markBase
 		if k < 1 || k > MaxGateways || macs[k] != nil {
-			return "", nil, true, fmt.Errorf("map %s: mark %#x out of range or repeated: %w", gatewayMapName, nativeUint32Of(e.Val), ErrUnrecognized)
+			return "", nil, true, fmt.Errorf("map %s: mark %#x out of range or repeated: %w", gatewayMapName, nft.ReadNativeUint32(e.Val), ErrUnrecognized)
 		}
 		macs[k] = net.HardwareAddr(e.Key)
 	}
@@ -195,7 +190,7 @@ func parseMarkFlow(exprs []expr.Any) (string, error) {
 	// `ct mark set` reads back with Register 0, which no load has.
 	if !(ok0 && ok1 && ok2 && ok3 && ok4 && ok5 && ok6) ||
 		m0.Key != expr.MetaKeyIIFNAME || m0.SourceRegister || c1.Op != expr.CmpOpEq || c1.Register != m0.Register ||
-		len(c1.Data) != ifNameSize ||
+		len(c1.Data) != unix.IFNAMSIZ ||
 		ct2.Key != expr.CtKeyDIRECTION || c3.Register != ct2.Register || !bytes.Equal(c3.Data, []byte{0}) ||
 		p4.Base != expr.PayloadBaseLLHeader || p4.Offset != etherSaddrOffset || p4.Len != 6 ||
 		l5.SourceRegister != p4.DestRegister || !l5.IsDestRegSet || l5.Invert || l5.SetName != gatewayMapName ||
@@ -203,7 +198,7 @@ func parseMarkFlow(exprs []expr.Any) (string, error) {
 		return "", unrecognized("mark rule", exprs)
 	}
 	name := string(bytes.TrimRight(c1.Data, "\x00"))
-	if !bytes.Equal(ifNameData(name), c1.Data) || name == "" {
+	if !bytes.Equal(nft.IfName(name), c1.Data) || name == "" {
 		return "", unrecognized("mark rule", exprs)
 	}
 	return name, nil
@@ -221,9 +216,9 @@ func isRestoreMark(exprs []expr.Any) bool {
 	m4, ok4 := exprs[4].(*expr.Meta)
 	return ok0 && ok1 && ok2 && ok3 && ok4 &&
 		ct0.Key == expr.CtKeyMARK && ct0.Register != 0 &&
-		bw.SourceRegister == ct0.Register && bw.Len == 4 && bytes.Equal(bw.Mask, nativeUint32(markKindMask)) &&
-		bytes.Equal(bw.Xor, nativeUint32(0)) &&
-		c2.Op == expr.CmpOpEq && c2.Register == bw.DestRegister && bytes.Equal(c2.Data, nativeUint32(markBase)) &&
+		bw.SourceRegister == ct0.Register && bw.Len == 4 && bytes.Equal(bw.Mask, nft.NativeUint32(markKindMask)) &&
+		bytes.Equal(bw.Xor, nft.NativeUint32(0)) &&
+		c2.Op == expr.CmpOpEq && c2.Register == bw.DestRegister && bytes.Equal(c2.Data, nft.NativeUint32(markBase)) &&
 		ct3.Key == expr.CtKeyMARK && ct3.Register != 0 &&
 		m4.Key == expr.MetaKeyMARK && m4.SourceRegister && m4.Register == ct3.Register
 }

@@ -70,8 +70,8 @@ func kernelState(t *testing.T, ns string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer s.close()
-	ifName, macs, present, err := readTaskTable(s.conn)
+	defer s.Close()
+	ifName, macs, present, err := readTaskTable(s.Conn)
 	if err != nil {
 		t.Fatal(err)
 	}

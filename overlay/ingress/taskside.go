@@ -8,6 +8,10 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/ipv4"
 )
 
 // Limits and numbering of the task side. Gateway k (1..MaxGateways) owns
@@ -72,9 +76,9 @@ func gatewayPref(k int) int    { return prefBase + k }
 // validate checks t and returns the first violation, wrapped in a
 // sentinel error and naming the field.
 func (t *TaskSide) validate() error {
-	if t.IfName == "" || len(t.IfName) >= ifNameSize || t.IfName == "lo" || t.IfName == "." || t.IfName == ".." ||
+	if t.IfName == "" || len(t.IfName) >= unix.IFNAMSIZ || t.IfName == "lo" || t.IfName == "." || t.IfName == ".." ||
 		strings.ContainsAny(t.IfName, "/: \t\n\x00") {
-		return fmt.Errorf("ingress: TaskSide.IfName %q is not the name of a task interface (1..%d characters, not lo): %w", t.IfName, ifNameSize-1, ErrInvalidInterface)
+		return fmt.Errorf("ingress: TaskSide.IfName %q is not the name of a task interface (1..%d characters, not lo): %w", t.IfName, unix.IFNAMSIZ-1, ErrInvalidInterface)
 	}
 	indexes := map[int]int{}
 	addrs := map[netip.Addr]int{}
@@ -83,8 +87,8 @@ func (t *TaskSide) validate() error {
 		if g.Index < 1 || g.Index > MaxGateways {
 			return fmt.Errorf("ingress: Gateways[%d].Index %d is outside 1..%d: %w", i, g.Index, MaxGateways, ErrInvalidGateway)
 		}
-		if !isUnicast4(g.Addr) {
-			return fmt.Errorf("ingress: Gateways[%d].Addr %s is not a unicast IPv4 address: %w", i, describe(g.Addr), ErrInvalidGateway)
+		if !ipv4.IsUnicast(g.Addr) {
+			return fmt.Errorf("ingress: Gateways[%d].Addr %s is not a unicast IPv4 address: %w", i, ipv4.Describe(g.Addr), ErrInvalidGateway)
 		}
 		if len(g.MAC) != 6 || g.MAC[0]&1 != 0 || bytes.Equal(g.MAC, make(net.HardwareAddr, 6)) {
 			return fmt.Errorf("ingress: Gateways[%d].MAC %q is not a 6-byte unicast Ethernet address: %w", i, g.MAC, ErrInvalidGateway)

@@ -6,6 +6,8 @@ import (
 	"syscall"
 
 	"github.com/google/nftables"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // Apply makes services the whole VIP state of the network namespace at
@@ -33,22 +35,22 @@ func Apply(nsPath string, services []Service) error {
 	}
 	services = normalize(services)
 
-	unlock := nsLocks.lock(nsPath)
+	unlock := nsLocks.Lock(nsPath)
 	defer unlock()
 	s, err := open(nsPath)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 
-	existing, err := tableChains(s.conn)
+	existing, err := tableChains(s.Conn)
 	if err != nil {
 		return fmt.Errorf("vip: list chains of table %s in %s: %w", TableName, nsPath, err)
 	}
-	if err := program(s.conn, services, existing); err != nil {
+	if err := program(s.Conn, services, existing); err != nil {
 		return fmt.Errorf("vip: build batch for %s: %w", nsPath, err)
 	}
-	if err := s.conn.Flush(); err != nil {
+	if err := s.Conn.Flush(); err != nil {
 		if errors.Is(err, syscall.ENOBUFS) {
 			return fmt.Errorf("vip: program table %s in %s: acknowledgements lost, the batch may or may not be applied; Apply again: %w", TableName, nsPath, err)
 		}
@@ -63,19 +65,15 @@ func Apply(nsPath string, services []Service) error {
 // promise about connections still open through a VIP. It returns an error
 // wrapping ErrNamespace if nsPath cannot be used.
 func Remove(nsPath string) error {
-	unlock := nsLocks.lock(nsPath)
+	unlock := nsLocks.Lock(nsPath)
 	defer unlock()
 	s, err := open(nsPath)
 	if err != nil {
 		return err
 	}
-	defer s.close()
+	defer s.Close()
 
-	// Adding first makes the delete valid when the table is absent; both
-	// happen in one batch.
-	s.conn.AddTable(table)
-	s.conn.DelTable(table)
-	if err := s.conn.Flush(); err != nil {
+	if err := nft.DeleteTable(s.Conn, table); err != nil {
 		return fmt.Errorf("vip: delete table %s in %s: %w", TableName, nsPath, err)
 	}
 	return nil
@@ -83,16 +81,5 @@ func Remove(nsPath string) error {
 
 // tableChains lists the chains of the VIP table; none if it is absent.
 func tableChains(conn *nftables.Conn) ([]*nftables.Chain, error) {
-	all, err := conn.ListChainsOfTableFamily(nftables.TableFamilyIPv4)
-	if err != nil {
-		return nil, err
-	}
-	var ours []*nftables.Chain
-	for _, c := range all {
-		if c.Table != nil && c.Table.Name == TableName {
-			c.Table = table
-			ours = append(ours, c)
-		}
-	}
-	return ours, nil
+	return nft.TableChains(conn, table)
 }

@@ -13,36 +13,23 @@ import (
 	"github.com/google/nftables"
 	"github.com/google/nftables/expr"
 	"pgregory.net/rapid"
+
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 )
 
-func addrs(ss ...string) []netip.Addr {
-	out := make([]netip.Addr, len(ss))
-	for i, s := range ss {
-		out[i] = netip.MustParseAddr(s)
-	}
-	return out
-}
-
 func svc(vip string, backends ...string) Service {
-	return Service{VIP: netip.MustParseAddr(vip), Backends: addrs(backends...)}
-}
-
-// failer is what the checks need of *testing.T and *rapid.T.
-type failer interface {
-	Helper()
-	Fatal(args ...any)
-	Fatalf(format string, args ...any)
+	return Service{VIP: netip.MustParseAddr(vip), Backends: nstest.Addrs(backends...)}
 }
 
 // kernelChains lists the chains of the VIP table in ns, sorted.
-func kernelChains(tb failer, ns string) []string {
+func kernelChains(tb nstest.Failer, ns string) []string {
 	tb.Helper()
 	s, err := open(ns)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	defer s.close()
-	chains, err := tableChains(s.conn)
+	defer s.Close()
+	chains, err := tableChains(s.Conn)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -72,7 +59,7 @@ func wantChains(services []Service) []string {
 
 // applyAndCheck applies state and asserts that Read returns it normalised
 // and that the table holds exactly the chains it needs (no stale ones).
-func applyAndCheck(t failer, ns string, state []Service) {
+func applyAndCheck(t nstest.Failer, ns string, state []Service) {
 	t.Helper()
 	if err := Apply(ns, state); err != nil {
 		t.Fatalf("Apply(%v): %v", state, err)
@@ -124,7 +111,7 @@ func TestApplyRefusesInvalidInput(t *testing.T) {
 		services []Service
 		want     error
 	}{
-		{"zero VIP", []Service{{Backends: addrs("10.0.0.1")}}, ErrInvalidVIP},
+		{"zero VIP", []Service{{Backends: nstest.Addrs("10.0.0.1")}}, ErrInvalidVIP},
 		{"IPv6 VIP", []Service{svc("fd00::1", "10.0.0.1")}, ErrInvalidVIP},
 		{"IPv4-mapped VIP", []Service{svc("::ffff:10.99.0.1", "10.0.0.1")}, ErrInvalidVIP},
 		{"loopback VIP", []Service{svc("127.0.0.5")}, ErrInvalidVIP},
@@ -211,17 +198,17 @@ func TestApplyReconcilesLeftovers(t *testing.T) {
 	}
 	wrongPrio := nftables.ChainPriority(-50)
 	accept := nftables.ChainPolicyAccept
-	s.conn.AddTable(table)
-	nat := s.conn.AddChain(&nftables.Chain{Name: natChainName, Table: table, Type: nftables.ChainTypeNAT,
+	s.Conn.AddTable(table)
+	nat := s.Conn.AddChain(&nftables.Chain{Name: natChainName, Table: table, Type: nftables.ChainTypeNAT,
 		Hooknum: nftables.ChainHookOutput, Priority: &wrongPrio, Policy: &accept})
-	stale := s.conn.AddChain(regularChain(serviceChainName(netip.MustParseAddr("10.99.9.9"))))
-	s.conn.AddRule(&nftables.Rule{Table: table, Chain: stale, Exprs: []expr.Any{&expr.Counter{}}})
-	s.conn.AddRule(&nftables.Rule{Table: table, Chain: nat, Exprs: append(daddrExprs(netip.MustParseAddr("10.99.9.9")),
+	stale := s.Conn.AddChain(regularChain(serviceChainName(netip.MustParseAddr("10.99.9.9"))))
+	s.Conn.AddRule(&nftables.Rule{Table: table, Chain: stale, Exprs: []expr.Any{&expr.Counter{}}})
+	s.Conn.AddRule(&nftables.Rule{Table: table, Chain: nat, Exprs: append(daddrExprs(netip.MustParseAddr("10.99.9.9")),
 		&expr.Verdict{Kind: expr.VerdictJump, Chain: stale.Name})})
-	reject := s.conn.AddChain(rejectBase.chain())
-	s.conn.AddRule(&nftables.Rule{Table: table, Chain: reject, Exprs: []expr.Any{&expr.Counter{}}})
-	err = s.conn.Flush()
-	s.close()
+	reject := s.Conn.AddChain(rejectBase.Chain(table))
+	s.Conn.AddRule(&nftables.Rule{Table: table, Chain: reject, Exprs: []expr.Any{&expr.Counter{}}})
+	err = s.Conn.Flush()
+	s.Close()
 	if err != nil {
 		t.Fatalf("plant leftovers: %v", err)
 	}

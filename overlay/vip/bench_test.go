@@ -3,9 +3,10 @@ package vip
 import (
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
 	"time"
+
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 )
 
 // BenchmarkApply measures one Apply of 10 services with 10 backends each,
@@ -30,7 +31,6 @@ func BenchmarkVIPConnectLocal(b *testing.B) {
 	if err := Apply(tp.client, []Service{{VIP: testVIP, Backends: tp.backends}}); err != nil {
 		b.Fatal(err)
 	}
-	var viaVIP, direct []time.Duration
 	connect := func(addr netip.Addr) (time.Duration, error) {
 		start := time.Now()
 		c, err := net.DialTimeout("tcp4", netip.AddrPortFrom(addr, tcpPort).String(), 2*time.Second)
@@ -44,33 +44,9 @@ func BenchmarkVIPConnectLocal(b *testing.B) {
 		_ = c.Close()
 		return d, nil
 	}
-	err := inNS(tp.client, func() error {
-		b.ResetTimer()
-		for i := range b.N {
-			// Alternate the order so neither path always runs first.
-			order := []netip.Addr{testVIP, tp.backends[i%len(tp.backends)]}
-			if i%2 == 1 {
-				order[0], order[1] = order[1], order[0]
-			}
-			for _, addr := range order {
-				d, err := connect(addr)
-				if err != nil {
-					return err
-				}
-				if addr == testVIP {
-					viaVIP = append(viaVIP, d)
-				} else {
-					direct = append(direct, d)
-				}
-			}
-		}
-		b.StopTimer()
-		return nil
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	vip, dir := median(viaVIP), median(direct)
+	vip, dir := nstest.Interleave(b, tp.client,
+		func(int) (time.Duration, error) { return connect(testVIP) },
+		func(i int) (time.Duration, error) { return connect(tp.backends[i%len(tp.backends)]) })
 	b.ReportMetric(float64(vip)/float64(dir), "ratio")
 	b.ReportMetric(float64(vip)/1e3, "vip-p50-us")
 	b.ReportMetric(float64(dir)/1e3, "direct-p50-us")
@@ -95,15 +71,6 @@ func applyBenchStates() [2][]Service {
 		}
 	}
 	return states
-}
-
-func median(ds []time.Duration) time.Duration {
-	if len(ds) == 0 {
-		return 0
-	}
-	ds = slices.Clone(ds)
-	slices.Sort(ds)
-	return ds[len(ds)/2]
 }
 
 // BenchmarkApplyRoundRobin applies the same two states as BenchmarkApply

@@ -1,7 +1,6 @@
 package vip
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -9,9 +8,10 @@ import (
 	"strings"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // ErrUnrecognized is returned (wrapped) by Read when the VIP table holds a
@@ -30,19 +30,19 @@ var ErrUnrecognized = errors.New("the VIP table holds rules this package does no
 // and ErrNamespace if nsPath cannot be used. It waits for an Apply or
 // Remove of the same nsPath running in this process.
 func Read(nsPath string) ([]Service, error) {
-	unlock := nsLocks.lock(nsPath)
+	unlock := nsLocks.Lock(nsPath)
 	defer unlock()
 	s, err := open(nsPath)
 	if err != nil {
 		return nil, err
 	}
-	defer s.close()
+	defer s.Close()
 
-	chains, err := tableChains(s.conn)
+	chains, err := tableChains(s.Conn)
 	if err != nil {
 		return nil, fmt.Errorf("vip: list chains of table %s in %s: %w", TableName, nsPath, err)
 	}
-	r := reader{conn: s.conn, chains: map[string]*nftables.Chain{}}
+	r := reader{conn: s.Conn, chains: map[string]*nftables.Chain{}}
 	for _, c := range chains {
 		r.chains[c.Name] = c
 	}
@@ -107,15 +107,15 @@ func (r *reader) services() ([]Service, error) {
 
 // baseRules returns the rules of one base chain, none if the chain is
 // absent, and an error if it exists with another hook or type.
-func (r *reader) baseRules(b baseChain) ([]*nftables.Rule, error) {
-	c := r.chains[b.name]
+func (r *reader) baseRules(b nft.BaseChain) ([]*nftables.Rule, error) {
+	c := r.chains[b.Name]
 	if c == nil {
 		return nil, nil
 	}
-	if !b.matches(c) {
-		return nil, fmt.Errorf("chain %s is not a %s chain on hook output priority %d: %w", b.name, b.kind, b.priority, ErrUnrecognized)
+	if !b.Matches(c) {
+		return nil, fmt.Errorf("chain %s is not a %s chain on hook output priority %d: %w", b.Name, b.Type, b.Priority, ErrUnrecognized)
 	}
-	return r.rules(b.name)
+	return r.rules(b.Name)
 }
 
 // rules returns the rules of the named chain.
@@ -164,7 +164,7 @@ func (r *reader) serviceBackends(name string) ([]netip.Addr, error) {
 		if len(e.Key) != 4 {
 			return nil, fmt.Errorf("map %s: key of %d bytes: %w", setName, len(e.Key), ErrUnrecognized)
 		}
-		slot := binaryutil.NativeEndian.Uint32(e.Key)
+		slot := nft.ReadNativeUint32(e.Key)
 		if slot >= modulus || slots[slot] != "" {
 			return nil, fmt.Errorf("map %s: key %d out of range or repeated (mod %d): %w", setName, slot, modulus, ErrUnrecognized)
 		}
@@ -308,49 +308,23 @@ func parseDaddr(exprs []expr.Any) (netip.Addr, []expr.Any, error) {
 	return netip.AddrFrom4([4]byte(c.Data)), exprs[2:], nil
 }
 
-// parseGoto decodes the data of a verdict map element, as the library
-// returns it (the nested NFTA_VERDICT_* attributes), and returns the
-// chain of a goto.
+// parseGoto decodes the data of a verdict map element (nft.ParseVerdict)
+// and returns the chain of a goto to an endpoint chain.
 func parseGoto(b []byte) (string, error) {
-	attrs, err := netlinkAttrs(b)
+	kind, name, err := nft.ParseVerdict(b)
 	if err != nil {
-		return "", fmt.Errorf("verdict: %w: %w", err, ErrUnrecognized)
+		return "", fmt.Errorf("%w: %w", err, ErrUnrecognized)
 	}
-	code, chain := attrs[unix.NFTA_VERDICT_CODE], attrs[unix.NFTA_VERDICT_CHAIN]
-	if len(code) != 4 || expr.VerdictKind(int32(binary.BigEndian.Uint32(code))) != expr.VerdictGoto {
+	if kind != expr.VerdictGoto {
 		return "", fmt.Errorf("map element is not a goto: %w", ErrUnrecognized)
 	}
-	name := strings.TrimRight(string(chain), "\x00")
 	if !strings.HasPrefix(name, endpointPrefix) {
 		return "", fmt.Errorf("map element goes to chain %q, not an endpoint chain: %w", name, ErrUnrecognized)
 	}
 	return name, nil
 }
 
-// netlinkAttrs splits a buffer of netlink attributes (length and type in
-// host order, values padded to 4 bytes) by type.
-func netlinkAttrs(b []byte) (map[uint16][]byte, error) {
-	attrs := map[uint16][]byte{}
-	for len(b) > 0 {
-		if len(b) < unix.SizeofNlAttr {
-			return nil, errors.New("truncated attribute header")
-		}
-		n := int(binaryutil.NativeEndian.Uint16(b[0:2]))
-		typ := binaryutil.NativeEndian.Uint16(b[2:4]) &^ (unix.NLA_F_NESTED | unix.NLA_F_NET_BYTEORDER)
-		if n < unix.SizeofNlAttr || n > len(b) {
-			return nil, fmt.Errorf("attribute length %d out of range", n)
-		}
-		attrs[typ] = b[unix.SizeofNlAttr:n]
-		b = b[min((n+3)&^3, len(b)):]
-	}
-	return attrs, nil
-}
-
 // unrecognized describes a rule Read cannot interpret.
 func unrecognized(what string, exprs []expr.Any) error {
-	kinds := make([]string, len(exprs))
-	for i, e := range exprs {
-		kinds[i] = fmt.Sprintf("%T", e)
-	}
-	return fmt.Errorf("unexpected %s [%s]: %w", what, strings.Join(kinds, " "), ErrUnrecognized)
+	return fmt.Errorf("unexpected %s [%s]: %w", what, nft.ExprTypes(exprs), ErrUnrecognized)
 }

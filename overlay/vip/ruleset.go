@@ -4,9 +4,10 @@ import (
 	"net/netip"
 
 	"github.com/google/nftables"
-	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nft"
 )
 
 // Names of what this package creates. Everything is inside TableName, so
@@ -30,37 +31,11 @@ const (
 
 var table = &nftables.Table{Name: TableName, Family: nftables.TableFamilyIPv4}
 
-// baseChain is the shape of one of the two hooked chains.
-type baseChain struct {
-	name     string
-	kind     nftables.ChainType
-	priority nftables.ChainPriority
-}
-
+// The two hooked chains.
 var (
-	natBase    = baseChain{natChainName, nftables.ChainTypeNAT, -100}
-	rejectBase = baseChain{rejectChainName, nftables.ChainTypeFilter, 0}
+	natBase    = nft.BaseChain{Name: natChainName, Type: nftables.ChainTypeNAT, Hook: nftables.ChainHookOutput, Priority: -100}
+	rejectBase = nft.BaseChain{Name: rejectChainName, Type: nftables.ChainTypeFilter, Hook: nftables.ChainHookOutput, Priority: 0}
 )
-
-func (b baseChain) chain() *nftables.Chain {
-	accept := nftables.ChainPolicyAccept
-	return &nftables.Chain{
-		Name:     b.name,
-		Table:    table,
-		Type:     b.kind,
-		Hooknum:  nftables.ChainHookOutput,
-		Priority: nftables.ChainPriorityRef(b.priority),
-		Policy:   &accept,
-	}
-}
-
-// matches reports whether a chain listed from the kernel is this base
-// chain, hook and priority included.
-func (b baseChain) matches(c *nftables.Chain) bool {
-	return c.Name == b.name && c.Type == b.kind &&
-		c.Hooknum != nil && *c.Hooknum == *nftables.ChainHookOutput &&
-		c.Priority != nil && *c.Priority == b.priority
-}
 
 func serviceChainName(vip netip.Addr) string { return servicePrefix + vip.String() }
 
@@ -96,16 +71,16 @@ func program(conn *nftables.Conn, services []Service, existing []*nftables.Chain
 		switch {
 		case !want[c.Name]:
 			conn.DelChain(c)
-		case c.Name == natChainName && !natBase.matches(c),
-			c.Name == rejectChainName && !rejectBase.matches(c),
+		case c.Name == natChainName && !natBase.Matches(c),
+			c.Name == rejectChainName && !rejectBase.Matches(c),
 			c.Name != natChainName && c.Name != rejectChainName && c.Hooknum != nil:
 			// Right name, wrong kind (a leftover): re-create it.
 			conn.DelChain(c)
 		}
 	}
 
-	nat := conn.AddChain(natBase.chain())
-	reject := conn.AddChain(rejectBase.chain())
+	nat := conn.AddChain(natBase.Chain(table))
+	reject := conn.AddChain(rejectBase.Chain(table))
 	var setID uint32
 	for _, s := range services {
 		if len(s.Backends) == 0 {
@@ -131,7 +106,7 @@ func addServiceRules(conn *nftables.Conn, nat *nftables.Chain, s Service, setID 
 		conn.AddRule(&nftables.Rule{Table: table, Chain: ep, Exprs: dnatExprs(b)})
 		elements[i] = nftables.SetElement{
 			// Native byte order: numgen writes its result in host order.
-			Key:         binaryutil.NativeEndian.PutUint32(uint32(i)),
+			Key:         nft.NativeUint32(uint32(i)),
 			VerdictData: &expr.Verdict{Kind: expr.VerdictGoto, Chain: ep.Name},
 		}
 	}

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+
+	"github.com/shoalhq/shoal/overlay/internal/ipv4"
 )
 
 // Service is one virtual IP and the task addresses it balances over.
@@ -46,8 +48,8 @@ var ErrVIPIsBackend = errors.New("an address is both a VIP and a backend; VIPs m
 func validate(services []Service) error {
 	vips := make(map[netip.Addr]int, len(services))
 	for i, s := range services {
-		if !isUnicast4(s.VIP) {
-			return fmt.Errorf("vip: services[%d].VIP %s: %w", i, describe(s.VIP), ErrInvalidVIP)
+		if !ipv4.IsUnicast(s.VIP) {
+			return fmt.Errorf("vip: services[%d].VIP %s: %w", i, ipv4.Describe(s.VIP), ErrInvalidVIP)
 		}
 		if j, dup := vips[s.VIP]; dup {
 			return fmt.Errorf("vip: services[%d].VIP %s is also services[%d].VIP: %w", i, s.VIP, j, ErrDuplicateVIP)
@@ -55,37 +57,27 @@ func validate(services []Service) error {
 		vips[s.VIP] = i
 	}
 	for i, s := range services {
-		seen := make(map[netip.Addr]int, len(s.Backends))
-		for k, b := range s.Backends {
-			if !isUnicast4(b) {
-				return fmt.Errorf("vip: services[%d].Backends[%d] %s: %w", i, k, describe(b), ErrInvalidBackend)
-			}
-			if j, dup := seen[b]; dup {
-				return fmt.Errorf("vip: services[%d].Backends[%d] %s is also services[%d].Backends[%d]: %w", i, k, b, i, j, ErrDuplicateBackend)
-			}
-			seen[b] = k
+		// A backend that is a VIP is reported before an invalid or
+		// repeated backend that comes after it in the list.
+		fault := ipv4.CheckList(s.Backends)
+		checked := s.Backends
+		if fault != nil {
+			checked = s.Backends[:fault.Index]
+		}
+		for k, b := range checked {
 			if j, isVIP := vips[b]; isVIP {
 				return fmt.Errorf("vip: services[%d].Backends[%d] %s is services[%d].VIP: %w", i, k, b, j, ErrVIPIsBackend)
 			}
 		}
+		if fault == nil {
+			continue
+		}
+		if fault.Repeats < 0 {
+			return fmt.Errorf("vip: services[%d].Backends[%d] %s: %w", i, fault.Index, ipv4.Describe(fault.Addr), ErrInvalidBackend)
+		}
+		return fmt.Errorf("vip: services[%d].Backends[%d] %s is also services[%d].Backends[%d]: %w", i, fault.Index, fault.Addr, i, fault.Repeats, ErrDuplicateBackend)
 	}
 	return nil
-}
-
-// isUnicast4 reports whether a is an IPv4 address usable as a VIP or a
-// backend.
-func isUnicast4(a netip.Addr) bool {
-	return a.Is4() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() &&
-		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
-// describe prints an address for an error message, including the zero
-// value, which netip prints as "invalid IP".
-func describe(a netip.Addr) string {
-	if !a.IsValid() {
-		return "(unset)"
-	}
-	return a.String()
 }
 
 // normalize returns a copy of services sorted by VIP, each with its

@@ -2,51 +2,30 @@ package vip
 
 import (
 	"bufio"
-	"crypto/rand"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"runtime"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/shoalhq/shoal/overlay/internal/nstest"
 )
 
-// runPrefix names every namespace this test run creates: "vip", 4 random
+// testRun names every namespace this test run creates: "vip", 4 random
 // hex digits and a dash, so that leftovers can be found and removed.
-var runPrefix = func() string {
-	b := make([]byte, 2)
-	_, _ = rand.Read(b)
-	return "vip" + hex.EncodeToString(b) + "-"
-}()
+var testRun = nstest.NewRun("vip")
 
-var nsCounter atomic.Int32
+// runPrefix is the prefix of every namespace name of this run.
+var runPrefix = testRun.Prefix()
 
 // newNS creates a named network namespace with lo up and returns its path.
 // It is deleted when the test ends, also on failure.
-func newNS(tb testing.TB, role string) string {
-	tb.Helper()
-	if os.Geteuid() != 0 {
-		tb.Skip("needs root to create network namespaces")
-	}
-	name := fmt.Sprintf("%s%d%s", runPrefix, nsCounter.Add(1), role)
-	run(tb, "ip", "netns", "add", name)
-	tb.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			tb.Errorf("delete namespace %s: %v: %s", name, err, out)
-		}
-	})
-	run(tb, "ip", "-n", name, "link", "set", "lo", "up")
-	return "/run/netns/" + name
-}
+var newNS = testRun.NewNS
 
 // nsName returns the name of a namespace from its /run/netns path.
 func nsName(path string) string { return strings.TrimPrefix(path, "/run/netns/") }
@@ -127,48 +106,10 @@ func newTopology(tb testing.TB, nBackends int) *topology {
 // addr. They stop when the test ends.
 func serve(tb testing.TB, ns string, addr netip.Addr) {
 	tb.Helper()
-	var ln net.Listener
-	var pc net.PacketConn
-	err := inNS(ns, func() (err error) {
-		if ln, err = net.Listen("tcp4", netip.AddrPortFrom(addr, tcpPort).String()); err != nil {
-			return err
-		}
-		pc, err = net.ListenPacket("udp4", netip.AddrPortFrom(addr, udpPort).String())
-		return err
-	})
-	if err != nil {
-		tb.Fatalf("start servers on %s: %v", addr, err)
-	}
-	var wg sync.WaitGroup
-	tb.Cleanup(func() {
-		_ = ln.Close()
-		_ = pc.Close()
-		wg.Wait()
-	})
 	answer := []byte(addr.String() + "\n")
-	wg.Add(2)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			_, _ = c.Write(answer)
-			_ = c.Close()
-		}
-	}()
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 64)
-		for {
-			_, from, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			_, _ = pc.WriteTo(answer, from)
-		}
-	}()
+	nstest.Serve(tb, ns, netip.AddrPortFrom(addr, tcpPort).String(), netip.AddrPortFrom(addr, udpPort).String(),
+		func(c net.Conn) { _, _ = c.Write(answer) },
+		func([]byte, *net.UDPAddr) []byte { return answer })
 }
 
 // askTCP connects to addr (from the calling thread's namespace) and
@@ -207,7 +148,4 @@ func askUDP(addr netip.Addr, timeout time.Duration) (netip.Addr, error) {
 }
 
 // isTimeout reports whether err is a deadline, as opposed to a refusal.
-func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
-}
+var isTimeout = nstest.IsTimeout
