@@ -270,15 +270,22 @@ func TestDiscoveryWithoutQuorum(t *testing.T) {
 	}
 	app := c.network("app")
 	web := c.createOn("web", "web:v1", 3, []string{"app"}, 0, "node.role==worker")
-	db := c.createOn("db", "web:v1", 2, []string{"app"}, 0, "node.role==worker")
 	ctx, cancel := ctxT(10 * time.Second)
 	defer cancel()
-	cur := c.service(db.GetId())
-	spec := proto.Clone(cur.GetSpec()).(*api.ServiceSpec)
-	spec.Endpoint = &api.EndpointSpec{Mode: api.EndpointSpec_MODE_DNSRR}
-	if _, err := c.control().UpdateService(ctx, &api.UpdateServiceRequest{ServiceId: db.GetId(), Version: cur.GetMeta().GetVersion(), Spec: spec}); err != nil {
+	dbResp, err := c.control().CreateService(ctx, &api.CreateServiceRequest{Spec: &api.ServiceSpec{
+		Annotations: &api.Annotations{Name: "db"},
+		Task: &api.TaskSpec{
+			Container: &api.ContainerSpec{Image: c.ref("web:v1")},
+			Placement: &api.Placement{Constraints: []string{"node.role==worker"}},
+			Networks:  []*api.NetworkAttachmentConfig{{Target: "app"}},
+		},
+		Mode:     &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 2}}},
+		Endpoint: &api.EndpointSpec{Mode: api.EndpointSpec_MODE_DNSRR},
+	}})
+	if err != nil {
 		t.Fatal(err)
 	}
+	db := dbResp.GetService()
 	client := c.createOn("client", "web:v1", 1, []string{"app"}, 0, "node.hostname==h4")
 	webTasks := c.waitRunning(web.GetId(), 3, 90*time.Second)
 	clientNS := taskNetNS(c.Host(4), only(t, c.waitRunning(client.GetId(), 1, 60*time.Second)).GetId())
