@@ -102,7 +102,7 @@ type Overlay interface {
 }
 
 // DefaultEndpointSettle is the default Config.EndpointSettle.
-const DefaultEndpointSettle = 300 * time.Millisecond
+const DefaultEndpointSettle = 500 * time.Millisecond
 
 // DefaultReportInterval is how long status changes gather by default.
 const DefaultReportInterval = 50 * time.Millisecond

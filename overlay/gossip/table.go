@@ -170,18 +170,34 @@ func (t *Table) Publish(ep Endpoint) error {
 	return nil
 }
 
-// Withdraw removes this node's endpoint id and gossips the removal.
-// Withdrawing an ID that is not published is a no-op. It errs with
-// ErrClosed only.
+// Withdraw removes this node's endpoint id and gossips the removal. The
+// removal also goes straight to every member (one UDP packet each),
+// since a task is about to stop: peers must stop sending it connections
+// within milliseconds, not at the next gossip round. Withdrawing an ID
+// that is not published is a no-op. It errs with ErrClosed only.
 func (t *Table) Withdraw(id string) error {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	if t.closed || t.left {
+		t.mu.Unlock()
 		return ErrClosed
 	}
-	if d, ok := t.st.withdraw(id); ok {
+	d, ok := t.st.withdraw(id)
+	if ok {
 		t.broadcastLocked(d)
 		t.notifyLocked()
+	}
+	t.mu.Unlock()
+	if ok {
+		// Not under mu: memberlist takes its node lock and calls the
+		// delegate. The queued broadcast still covers lost packets.
+		msg := encodeDelta(d)
+		for _, n := range t.ml.Members() {
+			if n.Name != t.cfg.NodeName {
+				if err := t.ml.SendBestEffort(n, msg); err != nil {
+					t.log.Debug("withdrawal not sent directly", "peer", n.Name, "err", err)
+				}
+			}
+		}
 	}
 	return nil
 }
