@@ -29,7 +29,13 @@ const maxActionsPerCommit = 256
 // written, and the caller computes a new plan. Transactions committed
 // before a refusal stay: every one holds whole groups, so the store never
 // sees half a decision.
+//
+// The plan's service write (update status, rollback) goes with its last
+// transaction, or alone when the plan has no action.
 func (o *Orchestrator) commit(ctx context.Context, p *Plan) error {
+	if len(p.Actions) == 0 {
+		return o.store.Update(ctx, func(tx store.Tx) error { return applyActions(tx, p, nil, true) })
+	}
 	for start := 0; start < len(p.Actions); {
 		end, n := start, 0
 		for end < len(p.Actions) {
@@ -44,7 +50,8 @@ func (o *Orchestrator) commit(ctx context.Context, p *Plan) error {
 			end = j
 		}
 		batch := p.Actions[start:end]
-		if err := o.store.Update(ctx, func(tx store.Tx) error { return applyActions(tx, p, batch) }); err != nil {
+		last := end == len(p.Actions)
+		if err := o.store.Update(ctx, func(tx store.Tx) error { return applyActions(tx, p, batch, last) }); err != nil {
 			return err
 		}
 		start = end
@@ -53,8 +60,9 @@ func (o *Orchestrator) commit(ctx context.Context, p *Plan) error {
 }
 
 // applyActions stages actions of p in tx, after checking that the state
-// they were computed from has not changed.
-func applyActions(tx store.Tx, p *Plan, actions []Action) error {
+// they were computed from has not changed; with last, the plan's service
+// write too.
+func applyActions(tx store.Tx, p *Plan, actions []Action, last bool) error {
 	svc := tx.GetService(p.ServiceID)
 	switch {
 	case p.ServiceVersion == 0 && svc != nil:
@@ -99,7 +107,27 @@ func applyActions(tx store.Tx, p *Plan, actions []Action) error {
 			return err
 		}
 	}
+	if last && (p.UpdateStatus != nil || p.Rollback) {
+		return tx.UpdateService(updatedService(svc, p))
+	}
 	return nil
+}
+
+// updatedService returns a copy of svc with the plan's service write:
+// the update status and, for a rollback, the previous spec restored as
+// a new spec version (the spec it replaces becomes previous_spec, as a
+// rollback through the control API does).
+func updatedService(svc *api.Service, p *Plan) *api.Service {
+	s := proto.Clone(svc).(*api.Service)
+	if p.Rollback && s.GetPreviousSpec() != nil {
+		s.Spec, s.PreviousSpec = s.PreviousSpec, s.Spec
+		s.SpecVersion++
+		s.ImageDigest = p.RollbackDigest
+	}
+	if p.UpdateStatus != nil {
+		s.UpdateStatus = proto.Clone(p.UpdateStatus).(*api.UpdateStatus)
+	}
+	return s
 }
 
 // retryable reports whether a commit failed because the state moved

@@ -60,11 +60,32 @@
 // A slot with two live tasks outside drained nodes keeps the one furthest
 // along (status, then spec version, then newest) and stops the other.
 //
-// Spec changes other than the replica count leave live tasks alone: a
-// task made from an older spec_version keeps running; replacing such
-// tasks belongs to the update supervisor. Tasks made by this package
-// (fresh ones and restarts) always copy the service's current task spec
-// and spec_version.
+// Tasks made by this package (fresh ones and restarts) always copy the
+// service's current task spec and spec_version.
+//
+// # Rolling updates
+//
+// A live task is outdated when its spec_version is older than the
+// service's and its task spec (or image digest) differs from the
+// service's: a scale, which bumps spec_version too, replaces nothing.
+// The update supervisor (update.go) replaces outdated tasks of a
+// replicated service in slot order, at most parallelism slots in flight
+// (unset: 1; 0: all at once). stop-first (default) stops the old task
+// and creates its replacement together; start-first creates the
+// replacement and stops the old task once the new one is RUNNING, so a
+// slot may then hold one outdated and one current live task. A slot is
+// in flight until its new task has been RUNNING for monitor (default
+// 5 s) and its old task has stopped; a done slot keeps its place for
+// delay more. Failures are current-version tasks FAILED, REJECTED or
+// reporting unhealthy; past max_failure_ratio (failed slots over
+// updated slots) the failure action applies: pause (PAUSED, with the
+// task and its error), continue, or rollback: the plan swaps spec and
+// previous_spec and raises spec_version (the only spec write of this
+// package), and the rollback runs as an update under spec.rollback,
+// ending ROLLBACK_COMPLETED (a failing rollback pauses). Nothing is kept
+// in memory: update_status.spec_version says which version the status
+// is about, so a new leader resumes, and a paused update stays paused
+// until the spec_version changes.
 //
 // # Restart policy
 //
@@ -171,7 +192,12 @@
 //   - each slot has at most one live task outside drained nodes and one
 //     on them, and both only during a start-first move: with stop-first
 //     (and for jobs) never; with start-first, in at most parallelism
-//     slots, or as many as were moving before the pass if more;
+//     slots, or as many as were moving before the pass if more; the same
+//     for an outdated and a current live task during a start-first
+//     update;
+//   - an update runs at most replicas + parallelism tasks (start-first)
+//     and at least replicas − parallelism (stop-first), and replaces each
+//     slot once (checked over a simulated rollout);
 //   - a global service has exactly one live task on every eligible,
 //     non-paused node whose tasks may all be restarted, and none on
 //     other nodes (a paused node keeps at most one);

@@ -51,6 +51,7 @@ const (
 	ReasonInvalidSlot    = "invalid-slot"    // a task that no slot of the service can hold
 	ReasonServiceRemoved = "service-removed" // the task's service is gone
 	ReasonHistory        = "history"         // a dead task beyond the retention limit
+	ReasonUpdate         = "update"          // an outdated task is replaced by a rolling update
 )
 
 // Action is one write of a plan.
@@ -116,13 +117,22 @@ type Plan struct {
 	// Actions are ordered by Group; at most one update or delete per task.
 	Actions []Action
 	// Wake is when the plan would change without any store event (a
-	// restart delay ends, a restart window frees an attempt); zero when
-	// nothing is due.
+	// restart delay ends, a restart window frees an attempt, an update's
+	// monitor or delay ends); zero when nothing is due.
 	Wake time.Time
+	// UpdateStatus, when not nil, becomes the service's update_status,
+	// written with the last transaction of the plan.
+	UpdateStatus *api.UpdateStatus
+	// Rollback swaps the service's spec and previous_spec, raises its
+	// spec_version by one (to UpdateStatus.SpecVersion) and sets its
+	// image_digest to RollbackDigest, in the same write: an update whose
+	// failure action is rollback failed.
+	Rollback       bool
+	RollbackDigest string
 }
 
 // Empty reports whether the plan writes nothing.
-func (p *Plan) Empty() bool { return len(p.Actions) == 0 }
+func (p *Plan) Empty() bool { return len(p.Actions) == 0 && p.UpdateStatus == nil && !p.Rollback }
 
 // Count returns how many actions of the kind the plan holds.
 func (p *Plan) Count(k ActionKind) int {
@@ -141,6 +151,12 @@ func (p *Plan) String() string {
 	fmt.Fprintf(&b, "plan for service %s (version %d)", p.ServiceID, p.ServiceVersion)
 	for _, a := range p.Actions {
 		fmt.Fprintf(&b, "\n  [%d] %s", a.Group, a)
+	}
+	if p.Rollback {
+		fmt.Fprintf(&b, "\n  roll back to the previous spec (digest %q)", p.RollbackDigest)
+	}
+	if u := p.UpdateStatus; u != nil {
+		fmt.Fprintf(&b, "\n  update status %s for spec version %d: %s", u.GetState(), u.GetSpecVersion(), u.GetMessage())
 	}
 	if !p.Wake.IsZero() {
 		fmt.Fprintf(&b, "\n  wake at %s", p.Wake.UTC().Format(time.RFC3339Nano))

@@ -162,6 +162,17 @@ func applyPlanIDs(tasks []*api.Task, p *Plan, newID func() string) []*api.Task {
 	return slices.DeleteFunc(out, func(tk *api.Task) bool { return deleted[tk.GetId()] })
 }
 
+// applyService returns the service as the plan leaves it, the way the
+// committer writes it (nil stays nil).
+func applyService(svc *api.Service, p *Plan) *api.Service {
+	if svc == nil || (p.UpdateStatus == nil && !p.Rollback) {
+		return svc
+	}
+	s := updatedService(svc, p)
+	s.Meta.Version++
+	return s
+}
+
 // facts answers questions about a state the way the package defines
 // them, independently of the reconciler's code.
 type facts struct {
@@ -229,6 +240,38 @@ func slotStats(f facts, tasks []*api.Task) (stay, leaving map[uint64]int) {
 		}
 	}
 	return stay, leaving
+}
+
+// outdatedOf reports whether a task was made from an older spec version
+// whose task spec differs from the service's.
+func outdatedOf(svc *api.Service, tk *api.Task) bool {
+	return tk.GetSpecVersion() < svc.GetSpecVersion() && !proto.Equal(tk.GetSpec(), svc.GetSpec().GetTask())
+}
+
+// outdatedStay counts, per slot, the live outdated tasks off drained
+// nodes.
+func outdatedStay(f facts, svc *api.Service, tasks []*api.Task) map[uint64]int {
+	out := map[uint64]int{}
+	for _, tk := range tasks {
+		if f.live(tk) && !f.drained(tk) && outdatedOf(svc, tk) {
+			out[tk.GetSlot()]++
+		}
+	}
+	return out
+}
+
+// updatePairs counts the slots with both an outdated and a current live
+// task off drained nodes.
+func updatePairs(f facts, svc *api.Service, tasks []*api.Task) int {
+	stay, _ := slotStats(f, tasks)
+	old := outdatedStay(f, svc, tasks)
+	n := 0
+	for s, k := range old {
+		if k > 0 && stay[s] > k {
+			n++
+		}
+	}
+	return n
 }
 
 // movingLive counts the live tasks on drained nodes whose slot has a
@@ -327,10 +370,23 @@ func TestPropertyPlanIsSafe(t *testing.T) {
 		switch m := sc.svc.GetSpec().GetMode().GetMode().(type) {
 		case *api.ServiceMode_Replicated, *api.ServiceMode_ReplicatedJob:
 			stay, leaving := slotStats(f, after)
+			oldStay := outdatedStay(f, sc.svc, after)
 			for s, n := range stay {
-				if n > 1 || leaving[s] > 1 {
-					t.Fatalf("slot %d has %d live tasks and %d leaving a drained node", s, n, leaving[s])
+				if n-oldStay[s] > 1 || oldStay[s] > 1 || leaving[s] > 1 {
+					t.Fatalf("slot %d has %d live tasks (%d outdated) and %d leaving a drained node", s, n, oldStay[s], leaving[s])
 				}
+			}
+			// A start-first update runs an outdated and a current task in
+			// at most parallelism slots (or as many as before); stop-first
+			// and jobs never.
+			updPairs, updPairsBefore := updatePairs(f, sc.svc, after), updatePairs(f, sc.svc, sc.tasks)
+			_, isJob := m.(*api.ServiceMode_ReplicatedJob)
+			if upd := sc.svc.GetSpec().GetUpdate(); isJob || upd.GetOrder() != api.UpdateConfig_ORDER_START_FIRST {
+				if updPairs > 0 && !isJob {
+					t.Fatalf("stop-first update: %d slots run an outdated and a current task", updPairs)
+				}
+			} else if par := newUpdateConfig(upd).parallelism; par > 0 && updPairs > max(par, updPairsBefore) {
+				t.Fatalf("start-first update with parallelism %d: %d slots with two tasks (%d before)", par, updPairs, updPairsBefore)
 			}
 			if stay[0]+leaving[0] > 0 {
 				t.Fatalf("slot 0 has live tasks")
@@ -465,6 +521,7 @@ func TestPropertySecondPassDoesNothing(t *testing.T) {
 		p1 := NewReconciler(sc.input(t0)).Compute()
 		next := sc
 		next.tasks = applyPlan(sc.tasks, p1)
+		next.svc = applyService(sc.svc, p1)
 		p2 := NewReconciler(next.input(t0)).Compute()
 		if !p2.Empty() {
 			t.Fatalf("a second pass at the same instant changes more:\nfirst %s\nsecond %s", p1, p2)

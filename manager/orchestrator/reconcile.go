@@ -106,6 +106,14 @@ type world struct {
 	// startFirst: moves off drained nodes start the replacement before
 	// stopping the old task (update order start-first; never for jobs).
 	startFirst bool
+	// splitUpdates: a slot may hold an outdated and a current live task
+	// at once (a start-first update); tidy keeps one of each.
+	splitUpdates bool
+	// status, rollback and rollbackDigest are the service writes of the
+	// update supervisor (see update and Plan).
+	status         *api.UpdateStatus
+	rollback       bool
+	rollbackDigest string
 }
 
 func newWorld(in Input) *world {
@@ -218,7 +226,8 @@ func (w *world) wakeAt(ts int64) {
 // plan turns the changes into a Plan, one action per changed task,
 // ordered by group.
 func (w *world) plan() *Plan {
-	p := &Plan{ServiceID: w.in.ServiceID, ServiceVersion: w.svc.GetMeta().GetVersion(), Now: w.in.Now}
+	p := &Plan{ServiceID: w.in.ServiceID, ServiceVersion: w.svc.GetMeta().GetVersion(), Now: w.in.Now,
+		UpdateStatus: w.status, Rollback: w.rollback, RollbackDigest: w.rollbackDigest}
 	if w.wake != 0 {
 		p.Wake = time.Unix(0, w.wake)
 	}

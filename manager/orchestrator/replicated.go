@@ -15,8 +15,11 @@ package orchestrator
 //  5. when fewer slots are occupied than replicas, fresh tasks are made
 //     in the lowest free slot numbers (free: not occupied; a slot whose
 //     last task was stopped on request is free);
-//  6. replacements whose restart delay has passed are raised to RUNNING.
+//  6. outdated tasks are replaced by the rolling-update supervisor
+//     (update);
+//  7. replacements whose restart delay has passed are raised to RUNNING.
 func (w *world) replicated(replicas uint64) {
+	w.splitUpdates = true
 	slots := w.slotsByNumber()
 	var states []*slotState
 	for _, s := range slots {
@@ -46,6 +49,7 @@ func (w *world) replicated(replicas uint64) {
 		}
 		w.fill(n, taken, ReasonScaleUp)
 	}
+	w.update(states)
 	w.releaseReady(slots)
 }
 

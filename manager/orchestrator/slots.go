@@ -112,7 +112,10 @@ func groupSlots[K cmp.Ordered](w *world, key func(*tv) K, newSlot func(K) *slot)
 //   - when more than one task of the slot is live outside drained nodes,
 //     the best one (furthest along, newest spec, newest) is kept and the
 //     others are stopped; the same for the live tasks on drained nodes,
-//     so that a slot holds at most one of each.
+//     so that a slot holds at most one of each. In a replicated service
+//     outdated tasks (see outdated) and current ones are kept apart: a
+//     start-first update holds one of each in a slot, and the update
+//     supervisor stops the old one when the new one runs.
 func (w *world) tidy(s *slot) {
 	stay := w.stay(s)
 	head := w.head(s)
@@ -132,7 +135,20 @@ func (w *world) tidy(s *slot) {
 		}
 		w.raise(v, stateShutdown, g, ReasonSuperseded)
 	}
-	w.keepOne(stay)
+	if w.splitUpdates {
+		var old, cur []*tv
+		for _, v := range stay {
+			if w.outdated(v) {
+				old = append(old, v)
+			} else {
+				cur = append(cur, v)
+			}
+		}
+		w.keepOne(old)
+		w.keepOne(cur)
+	} else {
+		w.keepOne(stay)
+	}
 	w.keepOne(w.leavingTasks(s))
 }
 

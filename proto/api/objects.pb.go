@@ -500,11 +500,15 @@ func (x *Service) GetImageDigest() string {
 
 // UpdateStatus is the progress of a rolling update or rollback.
 type UpdateStatus struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	State         UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.api.UpdateStatus_State" json:"state,omitempty"`
-	StartedAt     int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
-	CompletedAt   int64                  `protobuf:"varint,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
-	Message       string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	State       UpdateStatus_State     `protobuf:"varint,1,opt,name=state,proto3,enum=shoal.api.UpdateStatus_State" json:"state,omitempty"`
+	StartedAt   int64                  `protobuf:"varint,2,opt,name=started_at,json=startedAt,proto3" json:"started_at,omitempty"`
+	CompletedAt int64                  `protobuf:"varint,3,opt,name=completed_at,json=completedAt,proto3" json:"completed_at,omitempty"`
+	Message     string                 `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	// SpecVersion is the service's spec_version the status is about: a
+	// service whose spec_version differs has a newer spec, so a paused or
+	// completed update of an older one does not hold it back.
+	SpecVersion   uint64 `protobuf:"varint,5,opt,name=spec_version,json=specVersion,proto3" json:"spec_version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -565,6 +569,13 @@ func (x *UpdateStatus) GetMessage() string {
 		return x.Message
 	}
 	return ""
+}
+
+func (x *UpdateStatus) GetSpecVersion() uint64 {
+	if x != nil {
+		return x.SpecVersion
+	}
+	return 0
 }
 
 // Endpoint is what the system allocated for reaching a service.
@@ -1449,13 +1460,14 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\x12<\n" +
 	"\rupdate_status\x18\x06 \x01(\v2\x17.shoal.api.UpdateStatusR\fupdateStatus\x12/\n" +
 	"\bendpoint\x18\a \x01(\v2\x13.shoal.api.EndpointR\bendpoint\x12!\n" +
-	"\fimage_digest\x18\b \x01(\tR\vimageDigest\"\xcc\x02\n" +
+	"\fimage_digest\x18\b \x01(\tR\vimageDigest\"\xef\x02\n" +
 	"\fUpdateStatus\x123\n" +
 	"\x05state\x18\x01 \x01(\x0e2\x1d.shoal.api.UpdateStatus.StateR\x05state\x12\x1d\n" +
 	"\n" +
 	"started_at\x18\x02 \x01(\x03R\tstartedAt\x12!\n" +
 	"\fcompleted_at\x18\x03 \x01(\x03R\vcompletedAt\x12\x18\n" +
-	"\amessage\x18\x04 \x01(\tR\amessage\"\xaa\x01\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\x12!\n" +
+	"\fspec_version\x18\x05 \x01(\x04R\vspecVersion\"\xaa\x01\n" +
 	"\x05State\x12\x11\n" +
 	"\rSTATE_UNKNOWN\x10\x00\x12\x12\n" +
 	"\x0eSTATE_UPDATING\x10\x01\x12\x10\n" +
