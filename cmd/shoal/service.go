@@ -1,8 +1,8 @@
 package main
 
 // `shoal service`: create, list, inspect and remove services. Listing
-// their tasks is in service_ps.go, scaling in service_scale.go, their
-// output in service_logs.go.
+// their tasks is in service_ps.go, scaling in service_scale.go, updating
+// and rolling back in service_update.go, their output in service_logs.go.
 
 import (
 	"context"
@@ -27,6 +27,8 @@ func newServiceCmd(g *globalOptions) *cobra.Command {
 		newServiceLogsCmd(g),
 		newInspectCmd(g, "service", "SERVICE", getService, writeServicesPretty),
 		newServiceScaleCmd(g),
+		newServiceUpdateCmd(g),
+		newServiceRollbackCmd(g),
 		newServiceRmCmd(g),
 	)
 	return cmd

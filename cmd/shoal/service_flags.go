@@ -5,8 +5,9 @@ package main
 // set only when its flag was given, so the system's documented defaults
 // apply to everything else. Every value is checked here, before any RPC.
 //
-// `service create` builds a spec from nothing; `service update` will apply
-// the same flags to a copy of the current spec (applyServiceOptions).
+// `service create` builds a spec from nothing; `service update`
+// (service_update.go) applies the same flags to a copy of the current
+// spec (applyServiceOptions), then its -add and -rm forms.
 
 import (
 	"fmt"
