@@ -13,6 +13,15 @@ import (
 	"github.com/shoalhq/shoal/proto/api"
 )
 
+// hostOf is the host part of HOST:PORT.
+func hostOf(hostport string) string {
+	h, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return hostport
+	}
+	return h
+}
+
 // TestRoutingMesh publishes web's port 80 as 8080/tcp and 81 as 8081/udp
 // through the routing mesh, with web's two tasks kept off host 1. A
 // client outside the cluster (in the underlay's namespace) reaches both
@@ -52,7 +61,7 @@ func TestRoutingMesh(t *testing.T) {
 			conn, err := c.DialContext(ctx, network, addr)
 			if err == nil {
 				mu.Lock()
-				local[conn.LocalAddr().String()] = true
+				local[hostOf(conn.LocalAddr().String())] = true
 				mu.Unlock()
 			}
 			return conn, err
@@ -66,8 +75,11 @@ func TestRoutingMesh(t *testing.T) {
 			if err != nil {
 				t.Fatalf("%s: request %d: %v", url, i, err)
 			}
+			// The address must be the client's; the port may differ when
+			// conntrack remaps it to keep two flows' replies apart (the
+			// same client port reused through another node).
 			mu.Lock()
-			own := local[a.Client]
+			own := local[hostOf(a.Client)]
 			mu.Unlock()
 			if !own {
 				t.Fatalf("%s: the task saw client %s, not the client's own address (SNAT?)", url, a.Client)
@@ -104,7 +116,7 @@ func TestRoutingMesh(t *testing.T) {
 			if err := json.Unmarshal(buf[:n], &a); err != nil {
 				return err
 			}
-			if a.Client != conn.LocalAddr().String() {
+			if hostOf(a.Client) != hostOf(conn.LocalAddr().String()) {
 				return fmt.Errorf("udp via %s: task saw %s, client is %s", h.Name, a.Client, conn.LocalAddr())
 			}
 			return nil
