@@ -11,11 +11,11 @@ import (
 )
 
 // TestRollingUpdateUnderLoad updates web (6 replicas over 3 hosts, with
-// a health check) from v1 to v2, 2 at a time, start-first, while a
+// a health check) from v1 to v2, 2 at a time, in each order, while a
 // client container sends requests through the VIP as fast as they are
 // answered: not one fails, and the answers move from v1 to v2.
 func TestRollingUpdateUnderLoad(t *testing.T) {
-	for _, order := range []string{"start-first"} {
+	for _, order := range []string{"start-first", "stop-first"} {
 		t.Run(order, func(t *testing.T) {
 			c := newCluster(t, 3, 1)
 			if out, err := c.Host(1).CLI(t.Context(), "network", "create", "app"); err != nil {

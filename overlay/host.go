@@ -83,10 +83,14 @@ type Host struct {
 	// address on it, once the managers have said (SetIngress).
 	ingress     *api.Network
 	ingressAddr netip.Prefix
-	kick        chan struct{}
-	done        chan struct{}
-	closed      sync.Once
-	wg          sync.WaitGroup
+	// lastEps are the endpoints each network was last programmed with,
+	// linger those that left it recently (see withLingering).
+	lastEps map[string][]gossip.Endpoint
+	linger  map[string]map[netip.Addr]lingering
+	kick    chan struct{}
+	done    chan struct{}
+	closed  sync.Once
+	wg      sync.WaitGroup
 }
 
 // local is a task attached on this host.
@@ -143,6 +147,8 @@ func New(cfg Config) (*Host, error) {
 		tasks:    map[string]*local{},
 		endpoint: map[string][]string{},
 		services: map[string]map[string]dns.Service{},
+		lastEps:  map[string][]gossip.Endpoint{},
+		linger:   map[string]map[netip.Addr]lingering{},
 		kick:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}

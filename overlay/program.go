@@ -28,6 +28,8 @@ func (h *Host) follow() {
 			return
 		case <-changes:
 		case <-h.kick:
+		case <-time.After(lingerFor / 2):
+			// Lingering endpoints expire.
 		}
 		select {
 		case <-h.done:
@@ -71,7 +73,11 @@ func (h *Host) program(locals []*local) error {
 	var errs []error
 	for id, n := range nets {
 		eps[id] = h.dedupe(h.table.Endpoints(id))
-		if err := h.programForwarding(n, eps[id]); err != nil {
+		// Endpoints that left stay reachable a while (lingering): their
+		// tasks finish the connections they hold, and VIP rules still
+		// being rewritten below must not point at an address with no
+		// forwarding entry.
+		if err := h.programForwarding(n, h.withLingering(id, eps[id])); err != nil {
 			h.cfg.Logger.Warn("overlay: forwarding entries", "network", name(n), "err", err)
 		}
 	}
@@ -122,6 +128,49 @@ func (h *Host) dedupe(eps []gossip.Endpoint) []gossip.Endpoint {
 		default:
 			h.cfg.Logger.Debug("overlay: address published by two hosts", "addr", ep.Addr, "kept", out[i].Node, "dropped", ep.Node)
 		}
+	}
+	return out
+}
+
+// lingerFor is how long a departed endpoint keeps its forwarding entries:
+// longer than a task's stop grace period, as its connections drain.
+const lingerFor = 60 * time.Second
+
+// lingering is an endpoint that left the table, and when it was noticed.
+type lingering struct {
+	ep   gossip.Endpoint
+	gone time.Time
+}
+
+// withLingering returns a network's current endpoints plus those that
+// left it less than lingerFor ago (and whose address nobody took since),
+// recording new departures.
+func (h *Host) withLingering(networkID string, cur []gossip.Endpoint) []gossip.Endpoint {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	present := map[netip.Addr]bool{}
+	for _, ep := range cur {
+		present[ep.Addr] = true
+	}
+	lin := h.linger[networkID]
+	if lin == nil {
+		lin = map[netip.Addr]lingering{}
+		h.linger[networkID] = lin
+	}
+	for _, ep := range h.lastEps[networkID] {
+		if _, ok := lin[ep.Addr]; !ok && !present[ep.Addr] {
+			lin[ep.Addr] = lingering{ep: ep, gone: now}
+		}
+	}
+	h.lastEps[networkID] = slices.Clone(cur)
+	out := slices.Clone(cur)
+	for a, l := range lin {
+		if present[a] || now.Sub(l.gone) > lingerFor {
+			delete(lin, a)
+			continue
+		}
+		out = append(out, l.ep)
 	}
 	return out
 }
