@@ -3,7 +3,6 @@ package overlay
 import (
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 
 	"github.com/shoalhq/shoal/overlay/gossip"
@@ -84,5 +83,3 @@ func vipOf(t *api.Task, networkID string) netip.Addr {
 	}
 	return netip.Addr{}
 }
-
-func parseMAC(s string) (net.HardwareAddr, error) { return net.ParseMAC(s) }

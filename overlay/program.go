@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"slices"
 	"time"
@@ -184,7 +185,7 @@ func (h *Host) programForwarding(n *api.Network, eps []gossip.Endpoint) error {
 		if ep.VTEP == h.cfg.VTEP {
 			continue
 		}
-		mac, err := parseMAC(ep.MAC)
+		mac, err := net.ParseMAC(ep.MAC)
 		if err != nil {
 			continue
 		}
