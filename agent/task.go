@@ -46,6 +46,9 @@ type taskDriver struct {
 	// published is set while the task's endpoints are in the overlay's
 	// table (only the driver goroutine touches it).
 	published bool
+	// drained is set once the task has been held running for its drain
+	// (only the driver goroutine touches it).
+	drained bool
 }
 
 // update takes a new version of the task. A desired state that now asks
@@ -113,7 +116,8 @@ func (d *taskDriver) run(ctx context.Context) {
 		d.mu.Unlock()
 		// Endpoints leave discovery before a stop step, and enter it
 		// after the step that made the task run (the next loop).
-		d.syncEndpoints(ctx, task, st, removed, log)
+		settled := d.syncEndpoints(ctx, task, st, removed, log)
+		d.drain(ctx, task, st, removed, settled, log)
 		d.mu.Lock()
 		if removed {
 			d.mu.Unlock()
@@ -152,16 +156,17 @@ func (d *taskDriver) run(ctx context.Context) {
 
 // syncEndpoints publishes the task's endpoints while it runs, is healthy
 // and is meant to run, and withdraws them otherwise; a running task then
-// keeps running for EndpointSettle before it is stopped.
-func (d *taskDriver) syncEndpoints(ctx context.Context, task *api.Task, st *api.TaskStatus, removed bool, log *slog.Logger) {
+// keeps running for EndpointSettle before it is stopped. It returns how
+// long it held the task.
+func (d *taskDriver) syncEndpoints(ctx context.Context, task *api.Task, st *api.TaskStatus, removed bool, log *slog.Logger) time.Duration {
 	o := d.w.a.cfg.Overlay
 	if o == nil || len(task.GetNetworks()) == 0 {
-		return
+		return 0
 	}
 	want := !removed && st.GetState() == api.TaskState_TASK_STATE_RUNNING &&
 		task.GetDesiredState() <= api.TaskState_TASK_STATE_RUNNING && st.GetHealth() != runtime.HealthUnhealthy
 	if want == d.published {
-		return
+		return 0
 	}
 	var err error
 	if want {
@@ -171,19 +176,44 @@ func (d *taskDriver) syncEndpoints(ctx context.Context, task *api.Task, st *api.
 	}
 	if err != nil {
 		log.Warn("task endpoints", "publish", want, "err", err)
-		return
+		return 0
 	}
 	d.published = want
-	if !want && st.GetState() == api.TaskState_TASK_STATE_RUNNING {
-		// Let every host learn it before the task stops answering.
-		settle := d.w.a.cfg.EndpointSettle
-		if settle == 0 {
-			settle = DefaultEndpointSettle
-		}
-		select {
-		case <-time.After(settle):
-		case <-ctx.Done():
-		}
+	if want || st.GetState() != api.TaskState_TASK_STATE_RUNNING {
+		return 0
+	}
+	// Let every host learn it before the task stops answering.
+	settle := d.w.a.cfg.EndpointSettle
+	if settle == 0 {
+		settle = DefaultEndpointSettle
+	}
+	hold(ctx, settle)
+	return settle
+}
+
+// drain keeps a running task that is to stop in place for its drain (set
+// by the orchestrator when it replaces the task), less what the endpoint
+// settle already held it, so the requests it holds can finish before its
+// stop signal. A task no longer assigned is not held.
+func (d *taskDriver) drain(ctx context.Context, task *api.Task, st *api.TaskStatus, removed bool, settled time.Duration, log *slog.Logger) {
+	if d.drained || removed || task.GetDrain() <= 0 || st.GetState() != api.TaskState_TASK_STATE_RUNNING ||
+		task.GetDesiredState() <= api.TaskState_TASK_STATE_RUNNING {
+		return
+	}
+	d.drained = true
+	if left := time.Duration(task.GetDrain()) - settled; left > 0 {
+		log.Info("draining the task before its stop signal", "drain", time.Duration(task.GetDrain()))
+		hold(ctx, left)
+	}
+}
+
+// hold waits for d or until ctx ends.
+func hold(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

@@ -50,7 +50,7 @@ type serviceOptions struct {
 
 // updateOptions are the --update-* or --rollback-* flags.
 type updateOptions struct {
-	parallelism, delay, order, failureAction, monitor, maxFailureRatio string
+	parallelism, delay, order, failureAction, monitor, maxFailureRatio, drain string
 }
 
 // newServiceOptions returns options that read the environment for
@@ -148,6 +148,7 @@ func addUpdateFlags(typed func(p *string, name, shorthand, typ, usage string), u
 	typed(&u.failureAction, prefix+"-failure-action", "", "action", "what to do when "+what+" fails: "+actions)
 	typed(&u.monitor, prefix+"-monitor", "", "duration", "how long to watch each new task in "+what)
 	typed(&u.maxFailureRatio, prefix+"-max-failure-ratio", "", "ratio", "share of tasks that may fail in "+what+", from 0 to 1")
+	typed(&u.drain, prefix+"-drain", "", "duration", "how long a task replaced in "+what+" keeps serving the requests it holds, out of the VIP and DNS, before its stop signal")
 }
 
 // buildServiceSpec returns the spec of a new service running image with
@@ -291,7 +292,7 @@ func applyMode(spec *api.ServiceSpec, o *serviceOptions, changed func(string) bo
 // flags applied; nil when cfg is nil and none was given.
 func applyUpdateConfig(cfg *api.UpdateConfig, u *updateOptions, prefix string, changed func(string) bool) (*api.UpdateConfig, error) {
 	flag := func(name string) string { return prefix + "-" + name }
-	if !anyChanged(changed, flag("parallelism"), flag("delay"), flag("order"), flag("failure-action"), flag("monitor"), flag("max-failure-ratio")) {
+	if !anyChanged(changed, flag("parallelism"), flag("delay"), flag("order"), flag("failure-action"), flag("monitor"), flag("max-failure-ratio"), flag("drain")) {
 		return cfg, nil
 	}
 	if cfg == nil {
@@ -345,6 +346,13 @@ func applyUpdateConfig(cfg *api.UpdateConfig, u *updateOptions, prefix string, c
 			return nil, err
 		}
 		cfg.MaxFailureRatio = r
+	}
+	if changed(flag("drain")) {
+		d, err := parseDuration(flag("drain"), u.drain)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Drain = d
 	}
 	return cfg, nil
 }

@@ -108,11 +108,11 @@ func TestServiceFlagsToSpec(t *testing.T) {
 			base(func(s *api.ServiceSpec) { s.Update = &api.UpdateConfig{Delay: 90e9} })},
 		{"update and rollback configs", []string{"--update-parallelism", "2", "--update-order", "start-first",
 			"--update-failure-action", "rollback", "--update-monitor", "30s", "--update-max-failure-ratio", "0.25",
-			"--rollback-parallelism", "0", "--rollback-failure-action", "continue"},
+			"--update-drain", "2s", "--rollback-parallelism", "0", "--rollback-failure-action", "continue", "--rollback-drain", "500ms"},
 			base(func(s *api.ServiceSpec) {
 				s.Update = &api.UpdateConfig{Parallelism: ptr(uint64(2)), Order: api.UpdateConfig_ORDER_START_FIRST,
-					FailureAction: api.UpdateConfig_FAILURE_ACTION_ROLLBACK, Monitor: ptr(int64(30e9)), MaxFailureRatio: 0.25}
-				s.Rollback = &api.UpdateConfig{Parallelism: ptr(uint64(0)), FailureAction: api.UpdateConfig_FAILURE_ACTION_CONTINUE}
+					FailureAction: api.UpdateConfig_FAILURE_ACTION_ROLLBACK, Monitor: ptr(int64(30e9)), MaxFailureRatio: 0.25, Drain: 2e9}
+				s.Rollback = &api.UpdateConfig{Parallelism: ptr(uint64(0)), FailureAction: api.UpdateConfig_FAILURE_ACTION_CONTINUE, Drain: 5e8}
 			})},
 		{"restart policy", []string{"--restart-condition", "on-failure", "--restart-delay", "2s", "--restart-max-attempts", "3", "--restart-window", "1m"},
 			base(func(s *api.ServiceSpec) {
@@ -189,6 +189,7 @@ func TestServiceFlagErrors(t *testing.T) {
 	}{
 		{[]string{"--update-delay", "abc"}, `invalid argument "abc" for --update-delay: not a duration (examples: 10s, 1m30s)`},
 		{[]string{"--update-delay", "10"}, "--update-delay"},
+		{[]string{"--update-drain", "-1s"}, `invalid argument "-1s" for --update-drain: must not be negative`},
 		{[]string{"--stop-grace-period", "-5s"}, `invalid argument "-5s" for --stop-grace-period: must not be negative`},
 		{[]string{"--restart-window", "forever"}, "--restart-window"},
 		{[]string{"--health-interval", "1x"}, "--health-interval"},

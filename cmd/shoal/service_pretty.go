@@ -140,6 +140,9 @@ func writeUpdateConfigPretty(p prettyWriter, title string, u *api.UpdateConfig) 
 		order = "start-first"
 	}
 	p.line(1, "Update order", order)
+	if u.GetDrain() > 0 {
+		p.line(1, "Drain", duration(u.GetDrain()))
+	}
 }
 
 // writeContainerPretty prints the container spec.

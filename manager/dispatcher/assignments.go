@@ -258,6 +258,7 @@ func sameForAgent(a, b *api.Task) bool {
 		a.GetDesiredState() == b.GetDesiredState() &&
 		a.GetSpecVersion() == b.GetSpecVersion() &&
 		a.GetImageDigest() == b.GetImageDigest() &&
+		a.GetDrain() == b.GetDrain() &&
 		proto.Equal(a.GetSpec(), b.GetSpec()) &&
 		proto.Equal(a.GetAnnotations(), b.GetAnnotations()) &&
 		proto.Equal(a.GetEndpoint(), b.GetEndpoint()) &&
@@ -269,5 +270,5 @@ func sameForAgent(a, b *api.Task) bool {
 var sameForAgentFields = []string{
 	"id", "meta", "spec", "service_id", "slot", "node_id", "annotations",
 	"status", "desired_state", "networks", "endpoint", "spec_version",
-	"image_digest",
+	"image_digest", "drain",
 }

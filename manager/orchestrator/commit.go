@@ -92,6 +92,9 @@ func applyActions(tx store.Tx, p *Plan, actions []Action, last bool) error {
 		t := proto.Clone(cur).(*api.Task)
 		if a.DesiredState > t.GetDesiredState() {
 			t.DesiredState = a.DesiredState
+			if a.Drain > 0 {
+				t.Drain = a.Drain
+			}
 		}
 		if a.Orphan && t.GetStatus().GetState() < stateOrphaned {
 			st := proto.Clone(t.GetStatus()).(*api.TaskStatus)

@@ -34,7 +34,7 @@ func (w *world) moves(states []*slotState, parallelism int) {
 			if !startFirst || st.stay.state == stateRunning {
 				g := w.newGroup()
 				for _, v := range leaving {
-					w.raise(v, stateShutdown, g, ReasonDrain)
+					w.retire(v, g, ReasonDrain, w.moveDrain())
 				}
 			}
 			continue
@@ -53,7 +53,7 @@ func (w *world) moves(states []*slotState, parallelism int) {
 		v := w.create(st.s.num, "", stateRunning, g, ReasonDrain)
 		if !startFirst {
 			for _, old := range w.leavingTasks(st.s) {
-				w.raise(old, stateShutdown, g, ReasonDrain)
+				w.retire(old, g, ReasonDrain, w.moveDrain())
 			}
 		}
 		st.s.add(v)
@@ -78,3 +78,7 @@ func (w *world) movesInFlight(states []*slotState) int {
 	}
 	return n
 }
+
+// moveDrain is how long a task moved off a drained node keeps running
+// once out of discovery: the service's update config says.
+func (w *world) moveDrain() int64 { return w.svc.GetSpec().GetUpdate().GetDrain() }

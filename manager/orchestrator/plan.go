@@ -15,8 +15,9 @@ type ActionKind int
 const (
 	// ActionCreate creates Action.Task, which the committer gives a new ID.
 	ActionCreate ActionKind = iota + 1
-	// ActionUpdate raises a task's desired state and, with Orphan, marks
-	// its status ORPHANED.
+	// ActionUpdate raises a task's desired state (with Drain, the time
+	// it keeps running once out of discovery) and, with Orphan, marks its
+	// status ORPHANED.
 	ActionUpdate
 	// ActionDelete deletes a task.
 	ActionDelete
@@ -72,6 +73,10 @@ type Action struct {
 	// Orphan marks the task's status ORPHANED (its node is down and the
 	// task has been replaced).
 	Orphan bool
+	// Drain, with a DesiredState of SHUTDOWN that the task did not have,
+	// becomes the task's drain: how long its agent keeps it running
+	// after withdrawing its endpoints (nanoseconds).
+	Drain int64
 	// Group ties actions that must be committed in the same transaction,
 	// such as stopping a task and creating its replacement.
 	Group int
@@ -88,6 +93,9 @@ func (a Action) String() string {
 		s := fmt.Sprintf("update %s", a.TaskID)
 		if a.DesiredState != 0 {
 			s += " desired=" + a.DesiredState.String()
+		}
+		if a.Drain > 0 {
+			s += " drain=" + time.Duration(a.Drain).String()
 		}
 		if a.Orphan {
 			s += " orphaned"

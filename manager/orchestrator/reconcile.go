@@ -82,6 +82,7 @@ type tv struct {
 	state   api.TaskState
 	orphan  bool
 	deleted bool
+	drain   int64 // set with a raise to SHUTDOWN that replaces the task
 
 	changed bool
 	group   int
@@ -186,6 +187,17 @@ func (w *world) raise(v *tv, desired api.TaskState, g int, reason string) {
 	w.touch(v, g, reason)
 }
 
+// retire raises v's desired state to SHUTDOWN because a replacement
+// takes its place (update, rollback, node drain): the agent keeps it
+// running for drain after its endpoints leave discovery.
+func (w *world) retire(v *tv, g int, reason string, drain int64) {
+	if v.deleted || v.desired >= stateShutdown {
+		return
+	}
+	v.drain = max(0, drain)
+	w.raise(v, stateShutdown, g, reason)
+}
+
 // markOrphaned sets v's status to ORPHANED (the last state, so always a
 // forward move unless it is there already).
 func (w *world) markOrphaned(v *tv, g int, reason string) {
@@ -241,7 +253,7 @@ func (w *world) plan() *Plan {
 		case v.deleted:
 			p.Actions = append(p.Actions, Action{Kind: ActionDelete, TaskID: v.t.GetId(), Version: v.t.GetMeta().GetVersion(), Group: v.group, Reason: v.reason})
 		default:
-			a := Action{Kind: ActionUpdate, TaskID: v.t.GetId(), Version: v.t.GetMeta().GetVersion(), Orphan: v.orphan, Group: v.group, Reason: v.reason}
+			a := Action{Kind: ActionUpdate, TaskID: v.t.GetId(), Version: v.t.GetMeta().GetVersion(), Orphan: v.orphan, Drain: v.drain, Group: v.group, Reason: v.reason}
 			if v.desired != v.t.GetDesiredState() {
 				a.DesiredState = v.desired
 			}

@@ -237,7 +237,7 @@ func (w *world) restartSlot(st *slotState, node string) bool {
 	if !vd.allowed {
 		w.wakeAt(vd.retryAt)
 		for _, v := range w.leavingTasks(st.s) {
-			w.raise(v, stateShutdown, w.newGroup(), ReasonDrain)
+			w.retire(v, w.newGroup(), ReasonDrain, w.moveDrain())
 		}
 		return false
 	}
@@ -255,7 +255,7 @@ func (w *world) restartSlot(st *slotState, node string) bool {
 	}
 	if !w.startFirst {
 		for _, l := range w.leavingTasks(st.s) {
-			w.raise(l, stateShutdown, g, ReasonDrain)
+			w.retire(l, g, ReasonDrain, w.moveDrain())
 		}
 	}
 	v := w.create(st.s.num, node, desired, g, reason)

@@ -57,6 +57,7 @@ type updateConfig struct {
 	maxRatio    float64
 	action      api.UpdateConfig_FailureAction
 	startFirst  bool
+	drain       int64
 }
 
 func newUpdateConfig(c *api.UpdateConfig) updateConfig {
@@ -67,6 +68,7 @@ func newUpdateConfig(c *api.UpdateConfig) updateConfig {
 		maxRatio:    float64(c.GetMaxFailureRatio()),
 		action:      c.GetFailureAction(),
 		startFirst:  c.GetOrder() == api.UpdateConfig_ORDER_START_FIRST,
+		drain:       max(0, c.GetDrain()),
 	}
 	if c != nil && c.Parallelism != nil {
 		u.parallelism = atMost(*c.Parallelism)
@@ -129,7 +131,7 @@ func (w *world) update(states []*slotState) {
 			}
 		}
 		if us.old != nil && us.cur != nil && (!cfg.startFirst || us.cur.state == stateRunning) {
-			w.raise(us.old, stateShutdown, w.newGroup(), ReasonUpdate)
+			w.retire(us.old, w.newGroup(), ReasonUpdate, cfg.drain)
 			us.old = nil
 		}
 		slots = append(slots, us)
@@ -238,7 +240,7 @@ func (w *world) update(states []*slotState) {
 		g := w.newGroup()
 		v := w.create(us.st.s.num, "", stateRunning, g, ReasonUpdate)
 		if !cfg.startFirst {
-			w.raise(us.old, stateShutdown, g, ReasonUpdate)
+			w.retire(us.old, g, ReasonUpdate, cfg.drain)
 		}
 		us.st.s.add(v)
 		us.st.stay = v

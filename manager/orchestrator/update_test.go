@@ -467,3 +467,52 @@ func (e *env) service(id string) *api.Service {
 	e.st.View(func(tx store.ReadTx) { s = tx.GetService(id) })
 	return s
 }
+
+// A task an update or a node drain stops carries the update config's
+// drain, written with its desired state; other stops carry none.
+func TestStoreRetiredTasksCarryDrain(t *testing.T) {
+	const drain = int64(3 * time.Second)
+	e := newEnv(t)
+	e.addNodes(node("n1"), node("n2"))
+	svc := withUpdate(replicatedService("s", 2), false, 0)
+	svc.Spec.Update.Drain = drain
+	e.createService(svc)
+	e.converge("s", "n1")
+	first := e.live("s")
+
+	e.changeService("s", func(s *api.ServiceSpec) { s.Task.Container.Image = "nginx:2" })
+	e.pass()
+	for _, old := range first {
+		var got *api.Task
+		e.st.View(func(tx store.ReadTx) { got = tx.GetTask(old.GetId()) })
+		if got.GetDesiredState() != stateShutdown || got.GetDrain() != drain {
+			t.Fatalf("updated task %s: desired %v drain %v, want SHUTDOWN and %v", got.GetId(), got.GetDesiredState(), time.Duration(got.GetDrain()), time.Duration(drain))
+		}
+	}
+	e.converge("s", "n1")
+	moved := e.live("s")
+	e.changeNode("n1", isDrained)
+	e.pass()
+	for _, old := range moved {
+		var got *api.Task
+		e.st.View(func(tx store.ReadTx) { got = tx.GetTask(old.GetId()) })
+		if got.GetDesiredState() != stateShutdown || got.GetDrain() != drain {
+			t.Fatalf("task %s on the drained node: desired %v drain %v, want SHUTDOWN and %v", got.GetId(), got.GetDesiredState(), time.Duration(got.GetDrain()), time.Duration(drain))
+		}
+	}
+	e.converge("s", "n2")
+	e.changeService("s", func(s *api.ServiceSpec) { s.Mode.GetReplicated().Replicas = 1 })
+	e.pass()
+	scaled := 0
+	for _, tk := range e.tasks("s") {
+		if tk.GetNodeId() == "n2" && tk.GetDesiredState() >= stateShutdown {
+			scaled++
+			if tk.GetDrain() != 0 {
+				t.Fatalf("scaled-down task %s carries drain %v", tk.GetId(), time.Duration(tk.GetDrain()))
+			}
+		}
+	}
+	if scaled != 1 {
+		t.Fatalf("%d tasks stopped by the scale to 1, want 1", scaled)
+	}
+}

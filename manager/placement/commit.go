@@ -289,5 +289,6 @@ func setStatus(dst, t *api.Task, nodeID string, st *api.TaskStatus) {
 		Endpoint:     t.GetEndpoint(),
 		SpecVersion:  t.GetSpecVersion(),
 		ImageDigest:  t.GetImageDigest(),
+		Drain:        t.GetDrain(),
 	}
 }

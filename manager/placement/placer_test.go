@@ -369,6 +369,7 @@ func TestWithStatusCopiesEveryField(t *testing.T) {
 		Endpoint:     &api.Endpoint{VirtualIps: []*api.VirtualIP{{Addr: "10.0.0.2"}}},
 		SpecVersion:  5,
 		ImageDigest:  "sha256:abc",
+		Drain:        7,
 	}
 	fields := full.ProtoReflect().Descriptor().Fields()
 	set := 0

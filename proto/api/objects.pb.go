@@ -715,7 +715,13 @@ type Task struct {
 	// ImageDigest is the digest the service's image resolved to when the
 	// task was made (empty when the manager could not reach the registry):
 	// the agent runs IMAGE@DIGEST so every replica runs the same image.
-	ImageDigest   string `protobuf:"bytes,13,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	ImageDigest string `protobuf:"bytes,13,opt,name=image_digest,json=imageDigest,proto3" json:"image_digest,omitempty"`
+	// Drain is how long the agent keeps the task running after withdrawing
+	// its endpoints and before its stop signal, nanoseconds. The
+	// orchestrator sets it, with the desired state SHUTDOWN, when it stops
+	// the task to replace it (update, rollback, node drain), from the
+	// service's update_config.drain (rollback_config's in a rollback).
+	Drain         int64 `protobuf:"varint,14,opt,name=drain,proto3" json:"drain,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -839,6 +845,13 @@ func (x *Task) GetImageDigest() string {
 		return x.ImageDigest
 	}
 	return ""
+}
+
+func (x *Task) GetDrain() int64 {
+	if x != nil {
+		return x.Drain
+	}
+	return 0
 }
 
 // TaskStatus is the observed state of a task.
@@ -1484,7 +1497,7 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\tVirtualIP\x12\x1d\n" +
 	"\n" +
 	"network_id\x18\x01 \x01(\tR\tnetworkId\x12\x12\n" +
-	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x85\x04\n" +
+	"\x04addr\x18\x02 \x01(\tR\x04addr\"\x9b\x04\n" +
 	"\x04Task\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12'\n" +
@@ -1500,7 +1513,8 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	" \x03(\v2\x1c.shoal.api.NetworkAttachmentR\bnetworks\x12/\n" +
 	"\bendpoint\x18\v \x01(\v2\x13.shoal.api.EndpointR\bendpoint\x12!\n" +
 	"\fspec_version\x18\f \x01(\x04R\vspecVersion\x12!\n" +
-	"\fimage_digest\x18\r \x01(\tR\vimageDigest\"\x81\x02\n" +
+	"\fimage_digest\x18\r \x01(\tR\vimageDigest\x12\x14\n" +
+	"\x05drain\x18\x0e \x01(\x03R\x05drain\"\x81\x02\n" +
 	"\n" +
 	"TaskStatus\x12\x1c\n" +
 	"\ttimestamp\x18\x01 \x01(\x03R\ttimestamp\x12*\n" +

@@ -1596,8 +1596,13 @@ type UpdateConfig struct {
 	// MaxFailureRatio is the share of failed tasks tolerated, 0..1.
 	MaxFailureRatio float32            `protobuf:"fixed32,5,opt,name=max_failure_ratio,json=maxFailureRatio,proto3" json:"max_failure_ratio,omitempty"`
 	Order           UpdateConfig_Order `protobuf:"varint,6,opt,name=order,proto3,enum=shoal.api.UpdateConfig_Order" json:"order,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Drain is how long a task this update (or rollback, or a node drain)
+	// replaces keeps running after it has left the service's VIP and DNS
+	// answers, before its stop signal, nanoseconds; 0 = only the short
+	// settle every withdrawal gets. In-flight requests finish meanwhile.
+	Drain         int64 `protobuf:"varint,7,opt,name=drain,proto3" json:"drain,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateConfig) Reset() {
@@ -1670,6 +1675,13 @@ func (x *UpdateConfig) GetOrder() UpdateConfig_Order {
 		return x.Order
 	}
 	return UpdateConfig_ORDER_STOP_FIRST
+}
+
+func (x *UpdateConfig) GetDrain() int64 {
+	if x != nil {
+		return x.Drain
+	}
+	return 0
 }
 
 // NetworkAttachmentConfig attaches a task to a network.
@@ -2498,14 +2510,15 @@ const file_proto_api_specs_proto_rawDesc = "" +
 	"\fmax_replicas\x18\x03 \x01(\x04R\vmaxReplicas\x121\n" +
 	"\tplatforms\x18\x04 \x03(\v2\x13.shoal.api.PlatformR\tplatforms\"-\n" +
 	"\x13PlacementPreference\x12\x16\n" +
-	"\x06spread\x18\x01 \x01(\tR\x06spread\"\xd0\x03\n" +
+	"\x06spread\x18\x01 \x01(\tR\x06spread\"\xe6\x03\n" +
 	"\fUpdateConfig\x12%\n" +
 	"\vparallelism\x18\x01 \x01(\x04H\x00R\vparallelism\x88\x01\x01\x12\x14\n" +
 	"\x05delay\x18\x02 \x01(\x03R\x05delay\x12L\n" +
 	"\x0efailure_action\x18\x03 \x01(\x0e2%.shoal.api.UpdateConfig.FailureActionR\rfailureAction\x12\x1d\n" +
 	"\amonitor\x18\x04 \x01(\x03H\x01R\amonitor\x88\x01\x01\x12*\n" +
 	"\x11max_failure_ratio\x18\x05 \x01(\x02R\x0fmaxFailureRatio\x123\n" +
-	"\x05order\x18\x06 \x01(\x0e2\x1d.shoal.api.UpdateConfig.OrderR\x05order\"c\n" +
+	"\x05order\x18\x06 \x01(\x0e2\x1d.shoal.api.UpdateConfig.OrderR\x05order\x12\x14\n" +
+	"\x05drain\x18\a \x01(\x03R\x05drain\"c\n" +
 	"\rFailureAction\x12\x18\n" +
 	"\x14FAILURE_ACTION_PAUSE\x10\x00\x12\x1b\n" +
 	"\x17FAILURE_ACTION_CONTINUE\x10\x01\x12\x1b\n" +
