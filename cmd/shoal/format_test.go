@@ -85,7 +85,8 @@ func testServices() *api.ListServicesResponse {
 	web.Spec.Task.Resources = &api.ResourceRequirements{Reservations: &api.Resources{NanoCpus: 5e8, MemoryBytes: 64 << 20}}
 	web.Spec.Task.Restart = &api.RestartPolicy{Condition: api.RestartPolicy_CONDITION_ON_FAILURE, Delay: ptr(int64(5e9)), MaxAttempts: 3}
 	web.Spec.Task.Networks = []*api.NetworkAttachmentConfig{{Target: "app", Aliases: []string{"www"}}}
-	web.Spec.Update = &api.UpdateConfig{Parallelism: ptr(uint64(2)), Delay: 10e9, Order: api.UpdateConfig_ORDER_START_FIRST}
+	web.Spec.Update = &api.UpdateConfig{Parallelism: ptr(uint64(2)), Delay: 10e9, Order: api.UpdateConfig_ORDER_START_FIRST, Drain: 2e9}
+	web.UpdateStatus = &api.UpdateStatus{State: api.UpdateStatus_STATE_UPDATING, StartedAt: 1_700_000_100_000_000_000, Message: "update in progress", SpecVersion: 2}
 	web.Endpoint.VirtualIps = []*api.VirtualIP{{NetworkId: "net1", Addr: "10.1.0.2/24"}}
 
 	agent := svc("m3n4o5p6q7r8s9t0u1v2w3x4y", "agent", "shoal/agent:latest",
@@ -100,6 +101,8 @@ func testServices() *api.ListServicesResponse {
 		&api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 2}}})
 	apiSvc.Spec.Task.Placement = &api.Placement{MaxReplicas: 1}
 	apiSvc.Spec.Endpoint = &api.EndpointSpec{Ports: []*api.PortConfig{{TargetPort: 8080}}}
+	apiSvc.UpdateStatus = &api.UpdateStatus{State: api.UpdateStatus_STATE_ROLLBACK_COMPLETED, StartedAt: 1_700_000_100_000_000_000,
+		CompletedAt: 1_700_000_160_000_000_000, Message: "rollback completed", SpecVersion: 4}
 
 	return &api.ListServicesResponse{
 		Services: []*api.Service{web, agent, migrate, cleanup, apiSvc},

@@ -20,6 +20,10 @@ type serviceRow struct {
 	Name     string
 	Ports    string
 	Replicas string
+	// UpdateState is the state of the service's last update or
+	// rollback ("updating", "paused", "rollback completed"...), empty
+	// when it never had one.
+	UpdateState string
 }
 
 // serviceRows turns the listing into rows sorted by name, then ID.
@@ -33,6 +37,12 @@ func serviceRows(resp *api.ListServicesResponse) []serviceRow {
 			Name:     s.GetSpec().GetAnnotations().GetName(),
 			Ports:    portsText(s),
 			Replicas: replicasText(s, resp.GetCounts()[s.GetId()]),
+			UpdateState: func() string {
+				if u := s.GetUpdateStatus(); u != nil {
+					return updateStateName(u.GetState())
+				}
+				return ""
+			}(),
 		})
 	}
 	sort.SliceStable(rows, func(i, j int) bool {
@@ -50,9 +60,9 @@ func serviceRows(resp *api.ListServicesResponse) []serviceRow {
 func writeServiceList(w io.Writer, resp *api.ListServicesResponse, format string, quiet bool) error {
 	rows := serviceRows(resp)
 	return writeRows(w, rows, format, quiet, func(r serviceRow) string { return r.ID }, func(t io.Writer) {
-		fmt.Fprintln(t, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS")
+		fmt.Fprintln(t, "ID\tNAME\tMODE\tREPLICAS\tIMAGE\tPORTS\tUPDATE")
 		for _, r := range rows {
-			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\n", truncateID(r.ID), r.Name, r.Mode, r.Replicas, r.Image, r.Ports)
+			fmt.Fprintf(t, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", truncateID(r.ID), r.Name, r.Mode, r.Replicas, r.Image, r.Ports, r.UpdateState)
 		}
 	})
 }
