@@ -55,8 +55,9 @@ type Allocator struct {
 	// last is the address handed out last on each network, so that the
 	// pools rebuilt by each pass keep moving forward: an address freed by
 	// a dead task is handed out again only after the rest of the subnet,
-	// long after every host has forgotten the dead task. A new leader
-	// starts from the bottom again.
+	// long after every host has forgotten the dead task. At the start of
+	// a term it is read again from the store (the address of the newest
+	// task holding one), so a new leader goes on where the last one was.
 	last map[string]netip.Addr
 }
 
@@ -83,6 +84,8 @@ func New(s *store.MemoryStore, cfg Config) *Allocator {
 // Run allocates until ctx ends. Call it only while this manager leads,
 // and again after every leadership change: it starts with a full pass.
 func (a *Allocator) Run(ctx context.Context) {
+	// Another leader may have allocated since this one last led.
+	a.last = map[string]netip.Addr{}
 	events, cancel := a.store.Watch(relevant)
 	defer cancel()
 	batch := time.NewTimer(0) // the full pass at the start of the term

@@ -367,3 +367,38 @@ func TestFreedAddressIsNotHandedOutAgainAtOnce(t *testing.T) {
 		t.Fatalf("the replacement got %s, the address of the task that just died (peers may still route it there)", got)
 	}
 }
+
+// A new leader's allocator goes on after the newest task's address, as
+// the last leader's would have, instead of starting from the bottom of
+// the subnet and handing out the address of a task that just died.
+func TestNewLeaderDoesNotHandOutAFreedAddressAtOnce(t *testing.T) {
+	st := newStore(t)
+	n := addNetwork(t, st, "app", "10.50.0.0/24")
+	addService(t, st, "s", []string{n.GetId()})
+	addTasks(t, st, "s", 1, 3)
+	if _, err := New(st, Config{}).pass(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var freed string
+	update(t, st, func(tx store.Tx) error {
+		tk := proto.Clone(tx.GetTask("s-t1")).(*api.Task)
+		freed = tk.GetNetworks()[0].GetAddresses()[0]
+		tk.Status = &api.TaskStatus{State: api.TaskState_TASK_STATE_SHUTDOWN}
+		return tx.UpdateTask(tk)
+	})
+	addTasks(t, st, "s", 4, 1)
+	if _, err := New(st, Config{}).pass(context.Background()); err != nil { // another leader
+		t.Fatal(err)
+	}
+	var got, third string
+	st.View(func(tx store.ReadTx) {
+		got = tx.GetTask("s-t4").GetNetworks()[0].GetAddresses()[0]
+		third = tx.GetTask("s-t3").GetNetworks()[0].GetAddresses()[0]
+	})
+	if got == freed {
+		t.Fatalf("the new leader handed out %s, the address of the task that just stopped", got)
+	}
+	if want := netip.MustParsePrefix(third).Addr().Next(); netip.MustParsePrefix(got).Addr() != want {
+		t.Fatalf("the new leader handed out %s, want %s (after the newest task's %s)", got, want, third)
+	}
+}

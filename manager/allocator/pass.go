@@ -139,7 +139,13 @@ func (a *Allocator) load(tx store.Tx) (*state, error) {
 			}
 		}
 	}
+	newest := map[string]*api.Task{} // per network, the newest task with an address there
 	for _, t := range tx.FindTasks(store.All()) {
+		for _, att := range t.GetNetworks() {
+			if len(att.GetAddresses()) > 0 && newer(t, newest[att.GetNetworkId()]) {
+				newest[att.GetNetworkId()] = t
+			}
+		}
 		if dead(t) {
 			continue
 		}
@@ -149,7 +155,32 @@ func (a *Allocator) load(tx store.Tx) (*state, error) {
 			}
 		}
 	}
+	// A term's first pass goes on after the newest task's address.
+	for id, p := range st.pools {
+		if _, known := a.last[id]; known || newest[id] == nil {
+			continue
+		}
+		for _, att := range newest[id].GetNetworks() {
+			if att.GetNetworkId() == id {
+				if pfx, err := netip.ParsePrefix(att.GetAddresses()[0]); err == nil {
+					p.ContinueAfter(pfx.Addr())
+				}
+			}
+		}
+	}
 	return st, nil
+}
+
+// newer reports whether task a was created after b (nil b: yes); the
+// higher ID wins a tie, so every manager picks the same task.
+func newer(a, b *api.Task) bool {
+	if b == nil {
+		return true
+	}
+	if x, y := a.GetMeta().GetCreatedAt(), b.GetMeta().GetCreatedAt(); x != y {
+		return x > y
+	}
+	return a.GetId() > b.GetId()
 }
 
 // claim marks an address recorded in the store as used. A clash can only
