@@ -69,7 +69,9 @@
 // service's and its task spec (or image digest) differs from the
 // service's: a scale, which bumps spec_version too, replaces nothing.
 // The update supervisor (update.go) replaces outdated tasks of a
-// replicated service in slot order, at most parallelism slots in flight
+// replicated service in slot order, or of a global service node by node
+// (the replacement on the same node; a paused node's task waits until
+// the node is active again), at most parallelism slots in flight
 // (unset: 1; 0: all at once). stop-first (default) stops the old task
 // and creates its replacement together; start-first creates the
 // replacement and stops the old task once the new one is RUNNING, so a
@@ -82,7 +84,8 @@
 // task and its error), continue, or rollback: the plan swaps spec and
 // previous_spec and raises spec_version (the only spec write of this
 // package), and the rollback runs as an update under spec.rollback,
-// ending ROLLBACK_COMPLETED (a failing rollback pauses). Nothing is kept
+// ending ROLLBACK_COMPLETED with the reason kept in its message (a
+// failing rollback pauses). Nothing is kept
 // in memory: update_status.spec_version says which version the status
 // is about, so a new leader resumes, and a paused update stays paused
 // until the spec_version changes.
@@ -200,7 +203,9 @@
 //     slot once (checked over a simulated rollout);
 //   - a global service has exactly one live task on every eligible,
 //     non-paused node whose tasks may all be restarted, and none on
-//     other nodes (a paused node keeps at most one);
+//     other nodes (a paused node keeps at most one); during a
+//     start-first update, at most parallelism nodes also hold the
+//     outdated task their new one replaces;
 //   - a job never has more than max_concurrent live tasks, unless it had
 //     more before the pass, and never makes a task once its completions
 //     are reached;

@@ -85,6 +85,16 @@ func drawScenario(t *rapid.T) scenario {
 	}
 	if rapid.Bool().Draw(t, "update") {
 		withUpdate(sc.svc, rapid.Bool().Draw(t, "start-first"), rapid.Uint64Range(0, 2).Draw(t, "parallelism"))
+		// No previous spec: a rollback is a write of its own, which the
+		// next pass follows with replacements.
+		sc.svc.Spec.Update.FailureAction = rapid.SampledFrom([]api.UpdateConfig_FailureAction{0, 1, 2}).Draw(t, "failure-action")
+	}
+	if rapid.Bool().Draw(t, "update-status") { // an update under way, paused or done, of this version or an older one
+		sc.svc.UpdateStatus = &api.UpdateStatus{
+			State:       rapid.SampledFrom([]api.UpdateStatus_State{1, 2, 3, 4, 5, 6}).Draw(t, "update-state"),
+			StartedAt:   t0.Add(-time.Minute).UnixNano(),
+			SpecVersion: rapid.Uint64Range(1, sc.svc.SpecVersion).Draw(t, "update-status-version"),
+		}
 	}
 	nodeIDs := []string{"", "gone"}
 	for _, n := range sc.nodes {
@@ -274,6 +284,29 @@ func updatePairs(f facts, svc *api.Service, tasks []*api.Task) int {
 	return n
 }
 
+// nodePairs counts the nodes running both an outdated and a current live
+// task of a global service.
+func nodePairs(f facts, svc *api.Service, tasks []*api.Task) int {
+	old, cur := map[string]bool{}, map[string]bool{}
+	for _, tk := range tasks {
+		if !f.live(tk) {
+			continue
+		}
+		if outdatedOf(svc, tk) {
+			old[tk.GetNodeId()] = true
+		} else {
+			cur[tk.GetNodeId()] = true
+		}
+	}
+	n := 0
+	for id := range old {
+		if cur[id] {
+			n++
+		}
+	}
+	return n
+}
+
 // movingLive counts the live tasks on drained nodes whose slot has a
 // replacement: a task still desired to run that is live off drained
 // nodes, or dead. These are the start-first moves under way (an upper
@@ -453,10 +486,13 @@ func TestPropertyPlanIsSafe(t *testing.T) {
 			}
 		case *api.ServiceMode_Global, *api.ServiceMode_GlobalJob:
 			_, job := m.(*api.ServiceMode_GlobalJob)
-			perNode := map[string]int{}
+			perNode, oldPerNode := map[string]int{}, map[string]int{}
 			for _, tk := range after {
 				if f.live(tk) {
 					perNode[tk.GetNodeId()]++
+					if !job && outdatedOf(sc.svc, tk) {
+						oldPerNode[tk.GetNodeId()]++
+					}
 				}
 			}
 			for id, c := range perNode {
@@ -465,13 +501,26 @@ func TestPropertyPlanIsSafe(t *testing.T) {
 					t.Fatalf("%d live tasks on node %q, which is not eligible", c, id)
 				}
 			}
+			// A global service's node runs at most one outdated and one
+			// current task, both only during a start-first update, on at
+			// most parallelism nodes (or as many as before); a job's node
+			// runs one task at most.
+			pairs, pairsBefore := nodePairs(f, sc.svc, after), nodePairs(f, sc.svc, sc.tasks)
+			upd := sc.svc.GetSpec().GetUpdate()
+			if job || upd.GetOrder() != api.UpdateConfig_ORDER_START_FIRST {
+				if pairs > 0 {
+					t.Fatalf("stop-first or job: %d nodes run an outdated and a current task\n%s", pairs, p)
+				}
+			} else if par := newUpdateConfig(upd).parallelism; par > 0 && pairs > max(par, pairsBefore) {
+				t.Fatalf("start-first update with parallelism %d: %d nodes with two tasks (%d before)", par, pairs, pairsBefore)
+			}
 			for _, n := range sc.nodes {
 				if !f.eligible(sc.svc, n) {
 					continue
 				}
-				c := perNode[n.GetId()]
-				if c > 1 {
-					t.Fatalf("node %s has %d live tasks", n.GetId(), c)
+				c, old := perNode[n.GetId()], oldPerNode[n.GetId()]
+				if old > 1 || c-old > 1 {
+					t.Fatalf("node %s has %d live tasks, %d outdated", n.GetId(), c, old)
 				}
 				completed := false
 				for _, tk := range sc.tasks {
@@ -484,8 +533,8 @@ func TestPropertyPlanIsSafe(t *testing.T) {
 					continue
 				}
 				paused := n.GetSpec().GetAvailability() == api.NodeAvailability_NODE_AVAILABILITY_PAUSE
-				if alwaysRestarts(sc) && !paused && c != 1 {
-					t.Fatalf("eligible node %s has %d live tasks\n%s", n.GetId(), c, p)
+				if alwaysRestarts(sc) && !paused && c == 0 {
+					t.Fatalf("eligible node %s has no live task\n%s", n.GetId(), p)
 				}
 			}
 			for _, a := range p.Actions {

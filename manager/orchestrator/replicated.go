@@ -49,7 +49,11 @@ func (w *world) replicated(replicas uint64) {
 		}
 		w.fill(n, taken, ReasonScaleUp)
 	}
-	w.update(states)
+	rolls := make([]rollSlot, len(states))
+	for i, st := range states {
+		rolls[i] = rollSlot{s: st.s}
+	}
+	w.update(rolls)
 	w.releaseReady(slots)
 }
 

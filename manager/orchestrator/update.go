@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"cmp"
 	"fmt"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -19,6 +20,7 @@ const (
 	msgUpdating          = "update in progress"
 	msgUpdateCompleted   = "update completed"
 	msgRollbackCompleted = "rollback completed"
+	msgRollingBack       = "rollback in progress"
 )
 
 // outdated reports whether task v must be replaced by a rolling update:
@@ -79,37 +81,83 @@ func newUpdateConfig(c *api.UpdateConfig) updateConfig {
 	return u
 }
 
-// updateSlot is what the update supervisor sees of one occupied slot.
-type updateSlot struct {
-	st  *slotState
-	old *tv // live outdated task off drained nodes
-	cur *tv // live current task off drained nodes
+// rollSlot is what the update supervisor sees of one slot: an occupied
+// replica slot of a replicated service, or a node of a global service
+// that holds (or was just given) a task. The callers fill s and hold;
+// update fills old and cur.
+type rollSlot struct {
+	s *slot
+	// hold: no replacement may start in the slot (a global service's
+	// paused node, which gets no new task). Its outdated task keeps
+	// running and does not keep the update from completing; a start-first
+	// replacement already there is finished as anywhere else.
+	hold bool
+	old  *tv // live outdated task off drained nodes
+	cur  *tv // live current task off drained nodes
 }
 
-// update is the rolling-update supervisor of a replicated service. It
-// keeps no state of its own: everything is read from the tasks and the
-// service's update_status (which names the spec_version it is about).
+// slotKey names a slot from one pass to the next: a replica slot by its
+// number, a global service's slot by its node.
+type slotKey struct {
+	num  uint64
+	node string
+}
+
+// key returns the slot's key: slotsByNumber gives slots with no node,
+// slotsByNode slots with number 0.
+func (s *slot) key() slotKey { return slotKey{num: s.num, node: s.node} }
+
+// rollKey returns the key of the slot task v belongs to for the update
+// supervisor's counts, and false when it belongs to none: a replicated
+// task in slot 0, or a global task with no node or on a node gone from
+// the store (whose history the same pass deletes).
+func (w *world) rollKey(v *tv) (slotKey, bool) {
+	if w.svc.GetSpec().GetMode().GetGlobal() != nil {
+		id := v.t.GetNodeId()
+		return slotKey{node: id}, id != "" && w.nodes[id] != nil
+	}
+	return slotKey{num: v.t.GetSlot()}, v.t.GetSlot() != 0
+}
+
+// update is the rolling-update supervisor of a replicated or a global
+// service; slots are the service's occupied replica slots in slot order,
+// or its eligible nodes holding a task in node ID order. It keeps no
+// state of its own: everything is read from the tasks and the service's
+// update_status (which names the spec_version it is about). Slots are
+// told apart by slotKey: by number for replicated services, by node for
+// global ones, whose replacements are created on the slot's node (slot
+// number 0).
 //
 //  1. A slot with both an outdated and a current live task (a start-first
 //     replacement) has its old task stopped once the new one is RUNNING,
 //     or at once when the order is stop-first.
-//  2. An update starts (UPDATING, started_at) when a live task is
-//     outdated and the status is not about the current spec_version. A
-//     PAUSED (or ROLLBACK_PAUSED) update of the current version stays
-//     paused; a new spec_version starts it again.
-//  3. A slot is in flight while its current-version task has not been
-//     RUNNING for monitor (and has not failed), or while an outdated task
-//     of the slot is stopping (desired SHUTDOWN, not yet terminal). A
-//     done slot holds a worker for delay more. New replacements start,
-//     in slot order, while fewer than parallelism slots are in flight or
-//     cooling (parallelism 0: all at once).
-//  4. Failures (updateFailed) over updated slots (slots with a task of
+//  2. An update starts (UPDATING, started_at) when a slot not on hold has
+//     a live task that is outdated and the status is not about the
+//     current spec_version. A PAUSED (or ROLLBACK_PAUSED) update of the
+//     current version stays paused; a new spec_version starts it again.
+//     A COMPLETED (ROLLBACK_COMPLETED) one starts a new round (UPDATING,
+//     ROLLBACK_STARTED) when a slot not on hold has an outdated live task
+//     and no current one: a global service's node that was paused
+//     through the update and is active again.
+//  3. Failures (updateFailed) over updated slots (slots with a task of
 //     the current version) above max_failure_ratio trigger the failure
 //     action: pause, continue, or rollback (the plan swaps spec and
 //     previous_spec; a rollback that fails pauses).
-//  5. With no outdated task and nothing in flight the update is
-//     COMPLETED (ROLLBACK_COMPLETED).
-func (w *world) update(states []*slotState) {
+//  4. A slot is in flight while its current-version task has not been
+//     RUNNING for monitor (and the slot has no failure), or while an
+//     outdated task of the slot that was replaced is stopping (desired
+//     SHUTDOWN, not yet terminal); see progress. A done slot holds a
+//     worker for delay more. New replacements start, in slot order,
+//     while fewer than parallelism slots are in flight or cooling
+//     (parallelism 0: all at once), never in a slot on hold.
+//  5. With no outdated task outside slots on hold and nothing in flight
+//     the update is COMPLETED (ROLLBACK_COMPLETED).
+//
+// The pass leaves a state in which the next pass at the same instant
+// starts nothing more and asks for the same wake-up (the end of the
+// earliest monitor or delay while the update goes on). Every old task it
+// stops carries the update config's drain.
+func (w *world) update(slots []rollSlot) {
 	svc := w.svc
 	version := svc.GetSpecVersion()
 	status := svc.GetUpdateStatus()
@@ -120,10 +168,11 @@ func (w *world) update(states []*slotState) {
 		cfg = newUpdateConfig(svc.GetSpec().GetRollback())
 	}
 
-	var slots []updateSlot
-	for _, st := range states {
-		us := updateSlot{st: st}
-		for _, v := range w.stay(st.s) {
+	outdated, waiting := 0, 0
+	for i := range slots {
+		us := &slots[i]
+		us.old, us.cur = nil, nil
+		for _, v := range w.stay(us.s) {
 			if w.outdated(v) {
 				us.old = v
 			} else {
@@ -134,20 +183,22 @@ func (w *world) update(states []*slotState) {
 			w.retire(us.old, w.newGroup(), ReasonUpdate, cfg.drain)
 			us.old = nil
 		}
-		slots = append(slots, us)
-	}
-
-	outdated := 0
-	for _, us := range slots {
-		if us.old != nil {
+		if us.old != nil && !us.hold {
 			outdated++
+			if us.cur == nil {
+				waiting++
+			}
 		}
 	}
-	if !ours {
+	if !ours || (waiting > 0 && isCompletedState(status.GetState())) {
 		if outdated == 0 {
 			return
 		}
-		status = &api.UpdateStatus{State: api.UpdateStatus_STATE_UPDATING, StartedAt: w.now, SpecVersion: version, Message: msgUpdating}
+		st, msg := api.UpdateStatus_STATE_UPDATING, msgUpdating
+		if rollback {
+			st, msg = api.UpdateStatus_STATE_ROLLBACK_STARTED, msgRollingBack
+		}
+		status = &api.UpdateStatus{State: st, StartedAt: w.now, SpecVersion: version, Message: msg}
 		w.setStatus(status)
 	}
 	switch status.GetState() {
@@ -159,41 +210,24 @@ func (w *world) update(states []*slotState) {
 	// Updated and failed slots are counted over every task of the
 	// service, occupied slots or not, so that a pass counts the same as
 	// the pass before it.
-	updatedSlots, failedSlots := map[uint64]bool{}, map[uint64]bool{}
+	updatedSlots, failedSlots := map[slotKey]bool{}, map[slotKey]bool{}
 	var lastFailure *tv
 	for _, v := range w.tasks {
-		if v.deleted || v.t.GetSlot() == 0 {
+		k, ok := w.rollKey(v)
+		if v.deleted || !ok {
 			continue
 		}
 		if v.isNew || v.t.GetSpecVersion() == version {
-			updatedSlots[v.t.GetSlot()] = true
+			updatedSlots[k] = true
 		}
 		if w.updateFailed(v) {
-			failedSlots[v.t.GetSlot()] = true
+			failedSlots[k] = true
 			if lastFailure == nil || laterFailure(w, v, lastFailure) {
 				lastFailure = v
 			}
 		}
 	}
 	updated, failures := len(updatedSlots), len(failedSlots)
-	inFlight, cooling := 0, 0
-	for _, us := range slots {
-		failed := failedSlots[us.st.s.num]
-		switch {
-		case w.stopping(us.st.s) || (us.old != nil && us.cur != nil):
-			inFlight++
-		case failed || us.cur == nil || !(us.cur.isNew || us.cur.t.GetSpecVersion() == version):
-		case us.cur.state != stateRunning || w.statusAt(us.cur)+cfg.monitor > w.now:
-			inFlight++
-			if us.cur.state == stateRunning {
-				w.wakeAt(w.statusAt(us.cur) + cfg.monitor)
-			}
-		case cfg.delay > 0 && w.statusAt(us.cur)+cfg.monitor+cfg.delay > w.now:
-			cooling++
-			w.wakeAt(w.statusAt(us.cur) + cfg.monitor + cfg.delay)
-		}
-	}
-
 	if failures > 0 && float64(failures)/float64(max(updated, 1)) > cfg.maxRatio {
 		why := failureMessage(lastFailure)
 		switch {
@@ -217,35 +251,93 @@ func (w *world) update(states []*slotState) {
 		}
 	}
 
-	if outdated == 0 && inFlight == 0 {
-		st, msg := api.UpdateStatus_STATE_COMPLETED, msgUpdateCompleted
-		if rollback {
-			st, msg = api.UpdateStatus_STATE_ROLLBACK_COMPLETED, msgRollbackCompleted
+	// Replacements start while the slots in flight or cooling leave room,
+	// counted again after each round on the state the round leads to (a
+	// stop-first replacement in a slot that counts as failed, under
+	// failure action continue, is not in flight), so that the next pass
+	// starts nothing more. A pass that pauses or completes the update
+	// asks for no wake-up at the end of a monitor or delay: the pass
+	// after it, which returns early, asks for none either.
+	for {
+		inFlight, cooling, wakes := w.progress(slots, failedSlots, cfg)
+		if outdated == 0 && inFlight == 0 {
+			w.complete(status, rollback)
+			return
 		}
-		w.setStatus(&api.UpdateStatus{State: st, StartedAt: status.GetStartedAt(), CompletedAt: w.now, SpecVersion: version, Message: msg})
-		return
+		budget := outdated
+		if cfg.parallelism > 0 {
+			budget = min(budget, max(0, cfg.parallelism-inFlight-cooling))
+		}
+		started := 0
+		for i := range slots {
+			us := &slots[i]
+			if started == budget {
+				break
+			}
+			if us.old == nil || us.cur != nil || us.hold {
+				continue
+			}
+			g := w.newGroup()
+			v := w.create(us.s.num, us.s.node, stateRunning, g, ReasonUpdate)
+			if !cfg.startFirst {
+				w.retire(us.old, g, ReasonUpdate, cfg.drain)
+				us.old = nil
+				outdated--
+			}
+			us.s.add(v)
+			us.cur = v
+			started++
+		}
+		if started == 0 {
+			for _, ts := range wakes {
+				w.wakeAt(ts)
+			}
+			return
+		}
 	}
+}
 
-	budget := outdated
-	if cfg.parallelism > 0 {
-		budget = min(budget, max(0, cfg.parallelism-inFlight-cooling))
-	}
+// progress counts the slots whose replacement is in flight and the done
+// ones that still cool down for the delay, and returns the instants
+// their monitor or delay ends. A slot is in flight while it holds both
+// an outdated and a current task, while an outdated task of it that was
+// replaced is stopping, or while its current-version task has not been
+// RUNNING for monitor and the slot has no failure. A slot whose outdated
+// task waits for a replacement is not in flight: a task of it that is
+// stopping is a duplicate (see tidy), not a replacement.
+func (w *world) progress(slots []rollSlot, failed map[slotKey]bool, cfg updateConfig) (inFlight, cooling int, wakes []int64) {
+	version := w.svc.GetSpecVersion()
 	for _, us := range slots {
-		if budget == 0 {
-			break
+		switch {
+		case us.old != nil && us.cur == nil:
+		case w.stopping(us.s) || us.old != nil:
+			inFlight++
+		case failed[us.s.key()] || us.cur == nil || !(us.cur.isNew || us.cur.t.GetSpecVersion() == version):
+		case us.cur.state != stateRunning || w.statusAt(us.cur)+cfg.monitor > w.now:
+			inFlight++
+			if us.cur.state == stateRunning {
+				wakes = append(wakes, w.statusAt(us.cur)+cfg.monitor)
+			}
+		case cfg.delay > 0 && w.statusAt(us.cur)+cfg.monitor+cfg.delay > w.now:
+			cooling++
+			wakes = append(wakes, w.statusAt(us.cur)+cfg.monitor+cfg.delay)
 		}
-		if us.old == nil || us.cur != nil {
-			continue
-		}
-		g := w.newGroup()
-		v := w.create(us.st.s.num, "", stateRunning, g, ReasonUpdate)
-		if !cfg.startFirst {
-			w.retire(us.old, g, ReasonUpdate, cfg.drain)
-		}
-		us.st.s.add(v)
-		us.st.stay = v
-		budget--
 	}
+	return inFlight, cooling, wakes
+}
+
+// complete records that the update (or rollback) of status completed.
+func (w *world) complete(status *api.UpdateStatus, rollback bool) {
+	st, msg := api.UpdateStatus_STATE_COMPLETED, msgUpdateCompleted
+	if rollback {
+		st, msg = api.UpdateStatus_STATE_ROLLBACK_COMPLETED, msgRollbackCompleted
+		// Keep why the rollback happened (a failed update's reason).
+		if why := status.GetMessage(); why != "" && why != msgRollingBack && !strings.HasPrefix(why, msgRollbackCompleted) {
+			msg += " (" + why + ")"
+		}
+	}
+	w.setStatus(&api.UpdateStatus{State: st, StartedAt: status.GetStartedAt(), CompletedAt: w.now,
+		SpecVersion: w.svc.GetSpecVersion(), Message: msg})
 }
 
 // stopping reports whether an outdated task of the slot was stopped and
@@ -321,6 +413,12 @@ func (w *world) previousDigest() string {
 // setStatus records the update status the plan writes.
 func (w *world) setStatus(s *api.UpdateStatus) { w.status = s }
 
+// isCompletedState reports whether an update (or rollback) completed.
+func isCompletedState(s api.UpdateStatus_State) bool {
+	return s == api.UpdateStatus_STATE_COMPLETED || s == api.UpdateStatus_STATE_ROLLBACK_COMPLETED
+}
+
+// isRollbackState reports whether the status is about a rollback.
 func isRollbackState(s api.UpdateStatus_State) bool {
 	switch s {
 	case api.UpdateStatus_STATE_ROLLBACK_STARTED, api.UpdateStatus_STATE_ROLLBACK_PAUSED, api.UpdateStatus_STATE_ROLLBACK_COMPLETED:

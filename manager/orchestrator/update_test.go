@@ -35,26 +35,32 @@ func par(n uint64) *uint64 { return &n }
 // plans applied as the committer would, and agents that start every
 // task desired RUNNING and stop every task desired SHUTDOWN at once.
 type rollout struct {
-	t       *testing.T
-	svc     *api.Service
-	tasks   []*api.Task
-	now     time.Time
-	ids     int
-	creates map[uint64]int // tasks created per slot
-	minRun  int
-	maxRun  int
+	t           *testing.T
+	svc         *api.Service
+	tasks       []*api.Task
+	nodes       []*api.Node // n1 unless set
+	now         time.Time
+	ids         int
+	creates     map[uint64]int // tasks created per slot
+	nodeCreates map[string]int // tasks created per preset node (global services)
+	minRun      int
+	maxRun      int
 }
 
 func newRollout(t *testing.T, svc *api.Service, tasks []*api.Task) *rollout {
-	return &rollout{t: t, svc: svc, tasks: tasks, now: t0, creates: map[uint64]int{}, minRun: 1 << 30}
+	return &rollout{t: t, svc: svc, tasks: tasks, nodes: []*api.Node{node("n1")}, now: t0,
+		creates: map[uint64]int{}, nodeCreates: map[string]int{}, minRun: 1 << 30}
 }
 
 // pass computes and applies one plan and returns it.
 func (r *rollout) pass() *Plan {
-	p := NewReconciler(Input{ServiceID: "s", Service: r.svc, Tasks: r.tasks, Nodes: []*api.Node{node("n1")}, Now: r.now}).Compute()
+	p := NewReconciler(Input{ServiceID: "s", Service: r.svc, Tasks: r.tasks, Nodes: r.nodes, Now: r.now}).Compute()
 	for _, a := range p.Actions {
 		if a.Kind == ActionCreate {
 			r.creates[a.Task.GetSlot()]++
+			if id := a.Task.GetNodeId(); id != "" {
+				r.nodeCreates[id]++
+			}
 		}
 	}
 	r.tasks = applyPlanIDs(r.tasks, p, func() string { r.ids++; return fmt.Sprintf("new%03d", r.ids) })
@@ -63,7 +69,8 @@ func (r *rollout) pass() *Plan {
 	return p
 }
 
-// agents starts and stops tasks as their desired state says, now.
+// agents starts and stops tasks as their desired state says, now;
+// placement puts the tasks with no node on n1.
 func (r *rollout) agents() {
 	for _, tk := range r.tasks {
 		s := tk.GetStatus().GetState()
@@ -71,7 +78,9 @@ func (r *rollout) agents() {
 		case tk.GetDesiredState() >= stateShutdown && s < stateComplete:
 			tk.Status = &api.TaskStatus{State: stateShutdown, Timestamp: r.now.UnixNano()}
 		case tk.GetDesiredState() == stateRunning && s < stateRunning:
-			tk.NodeId = "n1"
+			if tk.NodeId == "" {
+				tk.NodeId = "n1"
+			}
 			tk.Status = &api.TaskStatus{State: stateRunning, Timestamp: r.now.UnixNano()}
 		}
 	}
@@ -297,8 +306,8 @@ func TestUpdateFailureRollsBack(t *testing.T) {
 		t.Fatalf("after the rollback write: service %v", r.svc)
 	}
 	r.run()
-	if s := r.svc.GetUpdateStatus().GetState(); s != api.UpdateStatus_STATE_ROLLBACK_COMPLETED {
-		t.Fatalf("status %v, want ROLLBACK_COMPLETED", r.svc.GetUpdateStatus())
+	if u := r.svc.GetUpdateStatus(); u.GetState() != api.UpdateStatus_STATE_ROLLBACK_COMPLETED || !strings.Contains(u.GetMessage(), "unhealthy") {
+		t.Fatalf("status %v, want ROLLBACK_COMPLETED saying why", u)
 	}
 	if img := r.liveImages(); img["nginx:1"] != 3 || len(img) != 1 {
 		t.Fatalf("live images %v, want 3 × nginx:1", img)
