@@ -97,6 +97,9 @@ type Host struct {
 type local struct {
 	task   *api.Task
 	nsPath string
+	// programmed is the VIP rules last applied, as logged (under
+	// Host.mu).
+	programmed string
 }
 
 // New starts the host's data plane: the VXLAN manager, the gossip table

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"slices"
@@ -264,6 +265,15 @@ func (h *Host) programTask(l *local, nets map[string]*api.Network, eps map[strin
 	var errs []error
 	if err := vip.Apply(l.nsPath, services); err != nil {
 		errs = append(errs, err)
+	} else {
+		now := fmt.Sprint(services)
+		h.mu.Lock()
+		changed := now != l.programmed
+		l.programmed = now
+		h.mu.Unlock()
+		if changed {
+			h.cfg.Logger.Debug("overlay: VIP rules", "task", l.task.GetId(), "services", now)
+		}
 	}
 	if err := h.dns.Attach(l.task.GetId(), l.nsPath, view); err != nil {
 		errs = append(errs, err)
