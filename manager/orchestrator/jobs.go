@@ -89,7 +89,9 @@ func (w *world) restartJobSlots(states []*slotState, maxConcurrent uint64) {
 			continue
 		}
 		if w.restartSlot(st, "") {
-			live++
+			// Counted again: the restart may also have stopped a task
+			// leaving a drained node in the same slot.
+			live = w.countLive()
 		}
 	}
 }
