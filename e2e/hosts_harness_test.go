@@ -87,6 +87,18 @@ func buildLabImages() (map[string]*images.Image, error) {
 			}
 			labImages["web:"+v] = img
 		}
+		// web:bad answers as "bad" but its health check never passes:
+		// /healthz fails while $UNHEALTHY_FILE exists.
+		img, err := images.Build(ctx, images.BuildOptions{
+			Ref: "registry.test:5000/web:bad", Programs: []string{"echo"}, Version: "bad",
+			Entrypoint: []string{"/bin/echo"}, ExposedPorts: []string{"80/tcp"}, Env: []string{"UNHEALTHY_FILE=/bin/echo"},
+			Healthcheck: &images.Healthcheck{Test: []string{"CMD", "/bin/echo", "probe"}, Interval: 200 * time.Millisecond, Retries: 3},
+		})
+		if err != nil {
+			labImagesErr = err
+			return
+		}
+		labImages["web:bad"] = img
 	})
 	return labImages, labImagesErr
 }
@@ -98,7 +110,8 @@ type cluster struct {
 }
 
 // newCluster builds a lab of hosts hosts, the first managers of them
-// managers, with the web:v1 and web:v2 images in its registry.
+// managers, with the web:v1, web:v2 and web:bad (never healthy) images
+// in its registry.
 func newCluster(t testing.TB, hosts, managers int) *cluster {
 	t.Helper()
 	return newClusterWith(t, hosts, managers, nil)

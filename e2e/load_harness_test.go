@@ -17,6 +17,8 @@ type load struct {
 	mu           sync.Mutex
 	errors       map[string]int
 	answered     map[string]int // by echo version
+	firstFail    time.Time
+	lastFail     time.Time
 	stop         context.CancelFunc
 	done         sync.WaitGroup
 }
@@ -40,6 +42,10 @@ func startLoad(ns, url string, workers int) *load {
 				if err != nil {
 					l.failed.Add(1)
 					l.errors[err.Error()]++
+					if l.firstFail.IsZero() {
+						l.firstFail = time.Now()
+					}
+					l.lastFail = time.Now()
 				} else {
 					l.answered[a.Version]++
 				}
@@ -58,6 +64,11 @@ func (l *load) end() {
 
 // summary is one line for the test log.
 func (l *load) summary() string {
+	return fmt.Sprintf("sent=%d failed=%d %s", l.sent.Load(), l.failed.Load(), l.details())
+}
+
+// details names who answered and the first kinds of errors.
+func (l *load) details() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	var errs []string
@@ -68,5 +79,9 @@ func (l *load) summary() string {
 	if len(errs) > 5 {
 		errs = errs[:5]
 	}
-	return fmt.Sprintf("sent=%d failed=%d versions=%v errors=%v", l.sent.Load(), l.failed.Load(), l.answered, errs)
+	s := fmt.Sprintf("versions=%v errors=%v", l.answered, errs)
+	if !l.firstFail.IsZero() {
+		s += fmt.Sprintf(" failures-between=%s..%s", l.firstFail.UTC().Format("15:04:05.000"), l.lastFail.UTC().Format("15:04:05.000"))
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,74 +14,234 @@ import (
 // TestRollingUpdateUnderLoad updates web (6 replicas over 3 hosts, with
 // a health check) from v1 to v2, 2 at a time, in each order, while a
 // client container sends requests through the VIP as fast as they are
-// answered: not one fails, and the answers move from v1 to v2.
+// answered: not one fails, the answers move from v1 to v2, start-first
+// never runs more than 6 + 2 tasks and stop-first never serves with
+// fewer than 6 - 2. The update's duration is logged next to three times
+// the start of a single task of v2 (three batches), measured just before.
 func TestRollingUpdateUnderLoad(t *testing.T) {
 	for _, order := range []string{"start-first", "stop-first"} {
 		t.Run(order, func(t *testing.T) {
 			c := newCluster(t, 3, 1)
-			if out, err := c.Host(1).CLI(t.Context(), "network", "create", "app"); err != nil {
-				t.Fatal(out, err)
-			}
-			app := c.network("app")
 			o := api.UpdateConfig_ORDER_STOP_FIRST
 			if order == "start-first" {
 				o = api.UpdateConfig_ORDER_START_FIRST
 			}
-			ctx, cancel := ctxT(10 * time.Second)
-			defer cancel()
-			resp, err := c.control().CreateService(ctx, &api.CreateServiceRequest{Spec: &api.ServiceSpec{
-				Annotations: &api.Annotations{Name: "web"},
-				Task: &api.TaskSpec{
-					// Healthy means listening: a task enters the VIP only then.
-					Container: &api.ContainerSpec{Image: c.ref("web:v1"), Healthcheck: &api.HealthConfig{
-						Test: []string{"CMD", "/bin/echo", "probe"}, Interval: proto.Int64(int64(200 * time.Millisecond)), Retries: proto.Uint32(3)}},
-					Networks: []*api.NetworkAttachmentConfig{{Target: "app"}},
-				},
-				Mode:   &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 6}}},
-				Update: &api.UpdateConfig{Parallelism: proto.Uint64(2), Order: o, Monitor: proto.Int64(int64(time.Second))},
-			}})
+			r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(2), Order: o, Monitor: proto.Int64(int64(time.Second))}, "h1")
+			v2 := proto.Clone(r.web).(*api.Service)
+			v2.Spec.Task.Container.Image = c.ref("web:v2")
+			single := c.taskStart(t, v2)
+
+			run, err := r.underLoad(t, order, func() error {
+				out, err := c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:v2"), "web")
+				if err != nil {
+					return fmt.Errorf("service update: %v\n%s", err, out)
+				}
+				return nil
+			})
+			t.Logf("rolling-update scenario=%s single-task-start=%s 3x=%s monitor=1s update=%s",
+				order, single.Round(time.Millisecond), (3 * single).Round(time.Millisecond), run.took.Round(time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
-			web := resp.GetService()
-			c.waitRunning(web.GetId(), 6, 90*time.Second)
-			client := c.createOn("client", "web:v1", 1, []string{"app"}, 0, "node.hostname==h1")
-			clientNS := taskNetNS(c.Host(1), only(t, c.waitRunning(client.GetId(), 1, 60*time.Second)).GetId())
-			vip := vipOf(c.service(web.GetId()), app.GetId())
-			poll(t, 10*time.Second, "the VIP answers", func() error {
-				_, err := getEcho(httpClientIn(clientNS, time.Second), "http://"+vip+"/")
-				return err
-			})
-
-			l := startLoad(clientNS, "http://"+vip+"/", 4)
-			time.Sleep(time.Second)
-			start := time.Now()
-			out, err := c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:v2"), "web")
-			took := time.Since(start)
-			time.Sleep(time.Second)
-			l.end()
-			if err != nil {
-				t.Fatalf("service update: %v\n%s", err, out)
+			if run.failed.Load() != 0 || run.sent.Load() < minRequests {
+				t.Fatalf("update under load: %s", run.summary())
 			}
-			t.Logf("rolling-update scenario=%s %s duration=%s", order, l.summary(), took.Round(time.Millisecond))
-			if l.failed.Load() != 0 || l.sent.Load() < 500 {
-				t.Fatalf("update under load: %s", l.summary())
+			if v := run.versions(); v["v1"] == 0 || v["v2"] == 0 {
+				t.Fatalf("answers did not move from v1 to v2: %s", run.summary())
 			}
-			l.mu.Lock()
-			v1, v2 := l.answered["v1"], l.answered["v2"]
-			l.mu.Unlock()
-			if v1 == 0 || v2 == 0 {
-				t.Fatalf("answers did not move from v1 to v2: %s", l.summary())
+			switch {
+			case order == "start-first" && run.maxRunning > 6+2:
+				t.Fatalf("start-first ran %d tasks at once, more than replicas + parallelism = 8", run.maxRunning)
+			case order == "stop-first" && run.minServing < 6-2:
+				t.Fatalf("stop-first served with %d tasks, fewer than replicas - parallelism = 4", run.minServing)
 			}
-			final := c.waitRunning(web.GetId(), 6, 30*time.Second)
+			final := c.waitRunning(r.web.GetId(), 6, 30*time.Second)
 			for _, tk := range final {
 				if !strings.HasSuffix(tk.GetSpec().GetContainer().GetImage(), "web:v2") {
 					t.Fatalf("task %s still runs %s", tk.GetId(), tk.GetSpec().GetContainer().GetImage())
 				}
 			}
-			if st := c.service(web.GetId()).GetUpdateStatus(); st.GetState() != api.UpdateStatus_STATE_COMPLETED {
+			if st := c.service(r.web.GetId()).GetUpdateStatus(); st.GetState() != api.UpdateStatus_STATE_COMPLETED {
 				t.Fatalf("update status %v", st)
 			}
 		})
+	}
+}
+
+// TestRollingUpdateHealthRollback updates web to an image whose health
+// check never passes, failure action rollback: the new tasks never enter
+// the VIP, the update rolls back by itself to v1, not one request fails,
+// and the service's update status ends ROLLBACK_COMPLETED saying why.
+func TestRollingUpdateHealthRollback(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(2), Monitor: proto.Int64(int64(2 * time.Second)),
+		FailureAction: api.UpdateConfig_FAILURE_ACTION_ROLLBACK}, "h1")
+	var out string
+	run, err := r.underLoad(t, "health-rollback", func() error {
+		var err error
+		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:bad"), "web")
+		if err == nil {
+			return fmt.Errorf("service update succeeded, but the update should have rolled back:\n%s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "rolled back") || !strings.Contains(out, "unhealthy") {
+		t.Fatalf("service update does not say it rolled back because tasks were unhealthy:\n%s", out)
+	}
+	if run.failed.Load() != 0 || run.sent.Load() < minRequests {
+		t.Fatalf("update under load: %s", run.summary())
+	}
+	if n := run.versions()["bad"]; n != 0 {
+		t.Fatalf("%d requests reached the unhealthy version: %s", n, run.summary())
+	}
+	svc := c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_ROLLBACK_COMPLETED, 60*time.Second)
+	if msg := svc.GetUpdateStatus().GetMessage(); !strings.Contains(msg, "unhealthy") {
+		t.Fatalf("rollback completed without the reason: %q", msg)
+	}
+	if img := svc.GetSpec().GetTask().GetContainer().GetImage(); !strings.HasSuffix(img, "web:v1") {
+		t.Fatalf("spec after the rollback runs %s, want web:v1", img)
+	}
+	for _, tk := range c.waitRunning(r.web.GetId(), 6, 60*time.Second) {
+		if img := tk.GetSpec().GetContainer().GetImage(); !strings.HasSuffix(img, "web:v1") {
+			t.Fatalf("task %s runs %s after the rollback", tk.GetId(), img)
+		}
+	}
+}
+
+// TestRollingUpdateMissingImage updates web to an image the registry
+// does not have: the new tasks are REJECTED, the update pauses (failure
+// action pause, the default), and the old tasks keep serving: not one
+// request fails.
+func TestRollingUpdateMissingImage(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(2), Monitor: proto.Int64(int64(2 * time.Second))}, "h1")
+	var out string
+	run, err := r.underLoad(t, "missing-image", func() error {
+		var err error
+		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:missing"), "web")
+		if err == nil {
+			return fmt.Errorf("service update succeeded, but the update should have paused:\n%s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "paused") || !strings.Contains(out, "WARNING: image "+c.ref("web:missing")+" could not be resolved") {
+		t.Fatalf("service update does not warn of the unknown image and say the update paused:\n%s", out)
+	}
+	if run.failed.Load() != 0 || run.sent.Load() < minRequests {
+		t.Fatalf("update under load: %s", run.summary())
+	}
+	svc := c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_PAUSED, 30*time.Second)
+	if msg := svc.GetUpdateStatus().GetMessage(); !strings.Contains(msg, "REJECTED") {
+		t.Fatalf("paused without saying a task was rejected: %q", msg)
+	}
+	ts, err := c.allTasks(r.web.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rejected, servingV1 := 0, 0
+	for _, tk := range ts {
+		img := tk.GetSpec().GetContainer().GetImage()
+		switch {
+		case strings.HasSuffix(img, "web:missing") && tk.GetStatus().GetState() == api.TaskState_TASK_STATE_REJECTED:
+			rejected++
+		case strings.HasSuffix(img, "web:v1") && tk.GetStatus().GetState() == api.TaskState_TASK_STATE_RUNNING &&
+			tk.GetDesiredState() == api.TaskState_TASK_STATE_RUNNING:
+			servingV1++
+		}
+	}
+	if rejected == 0 || servingV1 < 6-2 {
+		t.Fatalf("%d tasks of the missing image rejected, %d of v1 serving; want some and at least 4", rejected, servingV1)
+	}
+	// Still serving, after the pause.
+	if _, err := getEcho(httpClientIn(r.clientNS, 2*time.Second), r.url); err != nil {
+		t.Fatalf("web does not answer while the update is paused: %v", err)
+	}
+}
+
+// TestRollingUpdateLeaderKilled powers the leader off in the middle of an
+// update of web (tasks on the two workers, parallelism 1): a new leader
+// resumes the update where it was and completes it, no slot is updated
+// twice, and not one request through the VIP fails.
+func TestRollingUpdateLeaderKilled(t *testing.T) {
+	c := newCluster(t, 5, 3)
+	r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(1), Monitor: proto.Int64(int64(time.Second)),
+		Order: api.UpdateConfig_ORDER_START_FIRST}, "h4", "node.role==worker")
+	var killed, elected time.Duration
+	run, err := r.underLoad(t, "leader-killed", func() error {
+		start := time.Now()
+		if out, err := c.Host(1).CLI(t.Context(), "service", "update", "-d", "--image", c.ref("web:v2"), "web"); err != nil {
+			return fmt.Errorf("service update: %v\n%s", err, out)
+		}
+		version := c.service(r.web.GetId()).GetSpecVersion()
+		// Two slots done, the third under way: kill the leader.
+		poll(t, 60*time.Second, "two slots updated", func() error {
+			ts, err := c.running(r.web.GetId())
+			if err != nil {
+				return err
+			}
+			n := 0
+			for _, tk := range ts {
+				if tk.GetSpecVersion() == version {
+					n++
+				}
+			}
+			if n < 2 {
+				return fmt.Errorf("%d slots updated", n)
+			}
+			return nil
+		})
+		leader := c.leader()
+		if leader == nil {
+			return fmt.Errorf("no leader")
+		}
+		if err := leader.Kill(); err != nil {
+			return err
+		}
+		killed = time.Since(start)
+		poll(t, 20*time.Second, "new leader", func() error {
+			for _, h := range c.ManagerHosts() {
+				if h != leader && c.confirmsLeadership(h) {
+					elected = time.Since(start) - killed
+					return nil
+				}
+			}
+			return fmt.Errorf("no new leader")
+		})
+		c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_COMPLETED, 90*time.Second)
+		return nil
+	})
+	t.Logf("rolling-update scenario=leader-killed killed-after=%s new-leader-in=%s", killed.Round(time.Millisecond), elected.Round(time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.failed.Load() != 0 || run.sent.Load() < minRequests {
+		t.Fatalf("update under load: %s", run.summary())
+	}
+	svc := c.service(r.web.GetId())
+	ts, err := c.allTasks(r.web.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	perSlot := map[uint64]int{}
+	for _, tk := range ts {
+		if tk.GetSpecVersion() == svc.GetSpecVersion() {
+			perSlot[tk.GetSlot()]++
+		}
+	}
+	for slot, n := range perSlot {
+		if n != 1 {
+			t.Fatalf("slot %d got %d tasks of the new spec: updated more than once (%v)", slot, n, perSlot)
+		}
+	}
+	for _, tk := range c.waitRunning(r.web.GetId(), 6, 30*time.Second) {
+		if tk.GetSpecVersion() != svc.GetSpecVersion() || !strings.HasSuffix(tk.GetSpec().GetContainer().GetImage(), "web:v2") {
+			t.Fatalf("task %s of slot %d runs spec version %d (%s) after the update", tk.GetId(), tk.GetSlot(), tk.GetSpecVersion(), tk.GetSpec().GetContainer().GetImage())
+		}
 	}
 }

@@ -70,6 +70,7 @@ func newServiceCreateCmd(g *globalOptions) *cobra.Command {
 			if err != nil {
 				return err
 			}
+			printWarnings(cmd, resp.GetWarnings())
 			id := resp.GetService().GetId()
 			fmt.Fprintln(cmd.OutOrStdout(), id)
 			name := resp.GetService().GetSpec().GetAnnotations().GetName()
@@ -165,4 +166,11 @@ func getService(ctx context.Context, c *client, name string) (*api.Service, erro
 		return nil, err
 	}
 	return resp.GetService(), nil
+}
+
+// printWarnings prints the manager's warnings about a write on stderr.
+func printWarnings(cmd *cobra.Command, warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintln(cmd.ErrOrStderr(), "WARNING: "+w)
+	}
 }

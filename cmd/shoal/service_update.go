@@ -482,6 +482,8 @@ type updateResult struct {
 	before *api.UpdateStatus
 	// written is false when the spec did not change and nothing was sent.
 	written bool
+	// warnings are the manager's about the write.
+	warnings []string
 }
 
 // updateService reads the service, changes a copy of its spec with
@@ -522,10 +524,11 @@ func updateService(ctx context.Context, c *client, ref string, rollback, force b
 			}
 			req.Spec = spec
 		}
-		if _, err := write(ctx, c, c.api.UpdateService, req); err != nil {
+		resp, err := write(ctx, c, c.api.UpdateService, req)
+		if err != nil {
 			return err
 		}
-		res.written = true
+		res.written, res.warnings = true, resp.GetWarnings()
 		return nil
 	})
 	return res, err
@@ -735,6 +738,7 @@ func newServiceRollbackCmd(g *globalOptions) *cobra.Command {
 
 // printAndWait prints the name of the updated service and waits for it.
 func printAndWait(cmd *cobra.Command, c *client, wait *waitOptions, quiet bool, res updateResult, rollback bool) error {
+	printWarnings(cmd, res.warnings)
 	fmt.Fprintln(cmd.OutOrStdout(), res.target.name)
 	progress := cmd.OutOrStdout()
 	if quiet {

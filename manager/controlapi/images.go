@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"time"
 
@@ -34,15 +35,16 @@ const resolveTimeout = 3 * time.Second
 func (s *Server) SetImageResolver(r ImageResolver) { s.images = r }
 
 // imageDigest returns the digest to record for image: the one in the
-// reference itself (NAME@DIGEST), else the resolver's answer, else "".
-// With a credential (auth with a username) and a resolver that is an
-// AuthImageResolver, the registry is asked with it.
-func (s *Server) imageDigest(ctx context.Context, image string, auth *api.RegistryAuth) string {
+// reference itself (NAME@DIGEST), else the resolver's answer, else "";
+// with "", a warning for the caller when the registry was asked and
+// could not answer. With a credential (auth with a username) and a
+// resolver that is an AuthImageResolver, the registry is asked with it.
+func (s *Server) imageDigest(ctx context.Context, image string, auth *api.RegistryAuth) (digest, warning string) {
 	if i := strings.LastIndex(image, "@"); i >= 0 {
-		return image[i+1:]
+		return image[i+1:], ""
 	}
 	if s.images == nil || image == "" {
-		return ""
+		return "", ""
 	}
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
@@ -54,26 +56,27 @@ func (s *Server) imageDigest(ctx context.Context, image string, auth *api.Regist
 		d, err = s.images.Resolve(ctx, image)
 	}
 	if err != nil {
-		return ""
+		return "", fmt.Sprintf("image %s could not be resolved to a digest on its registry (%v): each node will pull it on its own, "+
+			"possibly getting different images, and its tasks will be rejected if it does not exist", image, err)
 	}
-	return d
+	return d, ""
 }
 
 // updatedImageDigest is the digest for a service whose spec becomes next:
 // the current one when the image is unchanged (a tag is resolved once,
 // not at every scale), else a fresh resolution.
-func (s *Server) updatedImageDigest(ctx context.Context, ref string, rollback bool, next *api.ServiceSpec) (image, digest string, ok bool) {
+func (s *Server) updatedImageDigest(ctx context.Context, ref string, rollback bool, next *api.ServiceSpec) (image, digest, warning string, ok bool) {
 	var cur *api.Service
 	s.store.View(func(tx store.ReadTx) { cur, _ = serviceFinder(tx).resolve(ref) })
 	if cur == nil {
-		return "", "", false
+		return "", "", "", false
 	}
 	if rollback {
 		next = cur.GetPreviousSpec()
 	}
 	image = next.GetTask().GetContainer().GetImage()
 	if image == cur.GetSpec().GetTask().GetContainer().GetImage() {
-		return image, cur.GetImageDigest(), true
+		return image, cur.GetImageDigest(), "", true
 	}
 	var auth *api.RegistryAuth
 	if a := next.GetTask().GetContainer().GetRegistryAuth(); a != nil {
@@ -82,5 +85,6 @@ func (s *Server) updatedImageDigest(ctx context.Context, ref string, rollback bo
 		keepRegistryPassword(cur.GetSpec(), spec)
 		auth = spec.GetTask().GetContainer().GetRegistryAuth()
 	}
-	return image, s.imageDigest(ctx, image, auth), true
+	digest, warning = s.imageDigest(ctx, image, auth)
+	return image, digest, warning, true
 }

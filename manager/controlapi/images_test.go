@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"testing"
 
@@ -71,6 +72,18 @@ func TestServiceImageResolvedOnce(t *testing.T) {
 	created, err = srv.CreateService(ctx, &api.CreateServiceRequest{Spec: other})
 	if err != nil || created.Service.ImageDigest != "" {
 		t.Fatalf("unreachable registry: %v, digest %q", err, created.GetService().GetImageDigest())
+	}
+	if w := created.GetWarnings(); len(w) != 1 || !strings.Contains(w[0], "registry.test:5000/unknown:v1 could not be resolved") {
+		t.Fatalf("unreachable registry: warnings %q, want one naming the image", w)
+	}
+	if len(up.GetWarnings()) != 0 {
+		t.Fatalf("resolved image: warnings %q", up.GetWarnings())
+	}
+	missing := created.Service.Spec
+	missing.Task.Container.Image = "registry.test:5000/unknown:v2"
+	again, err := srv.UpdateService(ctx, &api.UpdateServiceRequest{ServiceId: created.Service.Id, Version: created.Service.Meta.Version, Spec: missing})
+	if err != nil || len(again.GetWarnings()) != 1 {
+		t.Fatalf("update to an unresolvable image: %v, warnings %q", err, again.GetWarnings())
 	}
 	// A digest in the reference is taken as is.
 	pinned := validSpec()

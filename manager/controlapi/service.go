@@ -25,7 +25,7 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 	if len(taken) > 0 { // fail before asking the registry
 		return nil, nameTaken(name, taken[0].GetId())
 	}
-	digest := s.imageDigest(ctx, spec.GetTask().GetContainer().GetImage(), spec.GetTask().GetContainer().GetRegistryAuth())
+	digest, warning := s.imageDigest(ctx, spec.GetTask().GetContainer().GetImage(), spec.GetTask().GetContainer().GetRegistryAuth())
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		if taken := tx.FindServices(store.ByName(name)); len(taken) > 0 {
 			return nameTaken(name, taken[0].GetId())
@@ -53,7 +53,7 @@ func (s *Server) CreateService(ctx context.Context, req *api.CreateServiceReques
 	if svc == nil {
 		return nil, notFoundf("service %s (%s) not found: it was removed right after being created", name, id)
 	}
-	return &api.CreateServiceResponse{Service: redactService(svc)}, nil
+	return &api.CreateServiceResponse{Service: redactService(svc), Warnings: warnings(warning)}, nil
 }
 
 // nameTaken is the AlreadyExists status for a service name in use.
@@ -174,7 +174,7 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 		}
 	}
 	ref := req.GetServiceId()
-	image, digest, resolved := s.updatedImageDigest(ctx, ref, req.GetRollback(), req.GetSpec())
+	image, digest, warning, resolved := s.updatedImageDigest(ctx, ref, req.GetRollback(), req.GetSpec())
 	var id string
 	err := s.store.Update(ctx, func(tx store.Tx) error {
 		cur, err := serviceFinder(tx).resolve(ref)
@@ -221,7 +221,18 @@ func (s *Server) UpdateService(ctx context.Context, req *api.UpdateServiceReques
 	if svc == nil {
 		return nil, notFoundf("service %s not found (it was removed after the update)", ref)
 	}
-	return &api.UpdateServiceResponse{Service: redactService(svc)}, nil
+	return &api.UpdateServiceResponse{Service: redactService(svc), Warnings: warnings(warning)}, nil
+}
+
+// warnings is the list of the non-empty ones of ws.
+func warnings(ws ...string) []string {
+	var out []string
+	for _, w := range ws {
+		if w != "" {
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // checkSpecChange refuses the changes a service update cannot make.

@@ -859,8 +859,11 @@ func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
 }
 
 type CreateServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Warnings say what the write did that the caller may not expect,
+	// such as an image whose digest could not be resolved.
+	Warnings      []string `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -898,6 +901,13 @@ func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
 func (x *CreateServiceResponse) GetService() *Service {
 	if x != nil {
 		return x.Service
+	}
+	return nil
+}
+
+func (x *CreateServiceResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -1579,8 +1589,11 @@ func (x *UpdateServiceRequest) GetRollback() bool {
 }
 
 type UpdateServiceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Service       *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Service *Service               `protobuf:"bytes,1,opt,name=service,proto3" json:"service,omitempty"`
+	// Warnings say what the write did that the caller may not expect,
+	// such as an image whose digest could not be resolved.
+	Warnings      []string `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1618,6 +1631,13 @@ func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
 func (x *UpdateServiceResponse) GetService() *Service {
 	if x != nil {
 		return x.Service
+	}
+	return nil
+}
+
+func (x *UpdateServiceResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -1863,9 +1883,10 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x14\n" +
 	"\x12RemoveNodeResponse\"B\n" +
 	"\x14CreateServiceRequest\x12*\n" +
-	"\x04spec\x18\x01 \x01(\v2\x16.shoal.api.ServiceSpecR\x04spec\"E\n" +
+	"\x04spec\x18\x01 \x01(\v2\x16.shoal.api.ServiceSpecR\x04spec\"a\n" +
 	"\x15CreateServiceResponse\x12,\n" +
-	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\"B\n" +
+	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"B\n" +
 	"\x14CreateNetworkRequest\x12*\n" +
 	"\x04spec\x18\x01 \x01(\v2\x16.shoal.api.NetworkSpecR\x04spec\"E\n" +
 	"\x15CreateNetworkResponse\x12,\n" +
@@ -1907,9 +1928,10 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12*\n" +
 	"\x04spec\x18\x03 \x01(\v2\x16.shoal.api.ServiceSpecR\x04spec\x12\x1a\n" +
-	"\brollback\x18\x04 \x01(\bR\brollback\"E\n" +
+	"\brollback\x18\x04 \x01(\bR\brollback\"a\n" +
 	"\x15UpdateServiceResponse\x12,\n" +
-	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\"5\n" +
+	"\aservice\x18\x01 \x01(\v2\x12.shoal.api.ServiceR\aservice\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"5\n" +
 	"\x14RemoveServiceRequest\x12\x1d\n" +
 	"\n" +
 	"service_id\x18\x01 \x01(\tR\tserviceId\"\x17\n" +
