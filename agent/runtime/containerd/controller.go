@@ -171,8 +171,13 @@ func (c *Controller) attachNetwork(ctx context.Context) (string, error) {
 	return resolv, nil
 }
 
-// detachNetwork undoes attachNetwork, logging failures (the namespace is
-// removed next, which takes the task's interfaces with it).
+// detachNetwork undoes attachNetwork, logging failures. It runs as soon
+// as the task's process has exited (Wait, Shutdown, Terminate), not only
+// at Remove: the manager frees a task's addresses once its state is
+// final, and an exited task's namespace must not keep answering for an
+// address handed to another task (hosts would then reset connections
+// meant for the new holder). The namespace itself stays until Remove.
+// Idempotent.
 func (c *Controller) detachNetwork() {
 	n := c.e.cfg.Network
 	if n == nil || c.task.GetSpec().NetworkMode() == api.NetworkHost {
@@ -342,6 +347,7 @@ func (c *Controller) Wait(ctx context.Context) (int, error) {
 		}
 		return 0, classify(err, "wait task "+c.id)
 	}
+	c.detachNetwork() // exited: see detachNetwork
 	code := int(es.ExitCode())
 	if code == 137 {
 		if spec, err := ctr.Spec(ctx); err == nil && spec.Linux != nil && oomKilled(spec.Linux.CgroupsPath) {
@@ -378,8 +384,18 @@ func (c *Controller) Terminate(ctx context.Context) error {
 }
 
 // stop sends sig and waits for the exit; after grace (if sig is not
-// already SIGKILL) it sends SIGKILL and waits again.
+// already SIGKILL) it sends SIGKILL and waits again. Once the process
+// has exited, the task leaves its networks (detachNetwork).
 func (c *Controller) stop(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
+	err := c.signalAndWait(ctx, sig, grace)
+	if err == nil {
+		c.detachNetwork() // exited: see detachNetwork
+	}
+	return err
+}
+
+// signalAndWait is stop without the network release.
+func (c *Controller) signalAndWait(ctx context.Context, sig syscall.Signal, grace time.Duration) error {
 	c.haltHealth(false)
 	_, task, err := c.loadTask(ctx)
 	if errors.Is(err, runtime.ErrContainerGone) {
@@ -502,6 +518,8 @@ func (c *Controller) Reattach(ctx context.Context, last *api.TaskStatus) error {
 		if _, err := c.attachNetwork(ctx); err != nil {
 			c.e.log.Warn("task's network not attached again", "task", c.id, "err", err)
 		}
+	} else {
+		c.detachNetwork() // it exited while no agent ran: see detachNetwork
 	}
 	c.e.log.Info("reattached to task", "task", c.id, "pid", task.Pid())
 	return nil
