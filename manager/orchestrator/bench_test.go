@@ -54,3 +54,18 @@ func BenchmarkComputeScaleDown(b *testing.B) {
 		NewReconciler(Input{ServiceID: "s", Service: svc, Tasks: tasks, Nodes: nodes, Now: t0}).Compute()
 	}
 }
+
+// BenchmarkComputeUpdate measures an update pass over a large service
+// whose every task is outdated (parallelism 100, start-first).
+func BenchmarkComputeUpdate(b *testing.B) {
+	tasks, nodes := largeService(10000)
+	svc := replicatedService("s", 10000)
+	svc.PreviousSpec = svc.Spec
+	svc.Spec = &api.ServiceSpec{Annotations: svc.Spec.GetAnnotations(), Mode: svc.Spec.GetMode(),
+		Task:   &api.TaskSpec{Container: &api.ContainerSpec{Image: "nginx:2"}},
+		Update: &api.UpdateConfig{Parallelism: par(100), Order: api.UpdateConfig_ORDER_START_FIRST}}
+	svc.SpecVersion = 2
+	for b.Loop() {
+		NewReconciler(Input{ServiceID: "s", Service: svc, Tasks: tasks, Nodes: nodes, Now: t0}).Compute()
+	}
+}
