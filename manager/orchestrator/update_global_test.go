@@ -139,22 +139,7 @@ func TestGlobalUpdateRollsOut(t *testing.T) {
 					t.Fatalf("node %s replaced %d times, want once", n.GetId(), c)
 				}
 			}
-			p := 4
-			if tc.par == nil {
-				p = 1
-			} else if *tc.par > 0 {
-				p = int(*tc.par)
-			}
-			if tc.startFirst && (r.maxRun > 4+p || r.minRun < 4) {
-				t.Fatalf("start-first: %d..%d tasks running, want 4..%d", r.minRun, r.maxRun, 4+p)
-			}
-			if !tc.startFirst && r.minRun < 4-p {
-				t.Fatalf("stop-first: %d tasks running at least, want %d", r.minRun, 4-p)
-			}
-			batches := (4 + p - 1) / p
-			if d := r.now.Sub(t0); d < time.Duration(batches-1)*7*time.Second+5*time.Second {
-				t.Fatalf("update took %v for %d batches: monitor or delay not honoured", d, batches)
-			}
+			r.checkBounds(4, tc.par, tc.startFirst)
 		})
 	}
 }

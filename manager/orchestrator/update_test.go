@@ -198,24 +198,33 @@ func TestUpdateRollsOut(t *testing.T) {
 					t.Fatalf("slot %d replaced %d times, want once", s, r.creates[s])
 				}
 			}
-			p := 6
-			if tc.par == nil {
-				p = 1
-			} else if *tc.par > 0 {
-				p = int(*tc.par)
-			}
-			if tc.startFirst && (r.maxRun > 6+p || r.minRun < 6) {
-				t.Fatalf("start-first: %d..%d tasks running, want 6..%d", r.minRun, r.maxRun, 6+p)
-			}
-			if !tc.startFirst && r.minRun < 6-p {
-				t.Fatalf("stop-first: %d tasks running at least, want %d", r.minRun, 6-p)
-			}
-			// Each batch waits for its monitor (5 s) and the delay (2 s).
-			batches := (6 + p - 1) / p
-			if d := r.now.Sub(t0); d < time.Duration(batches-1)*7*time.Second+5*time.Second {
-				t.Fatalf("update took %v for %d batches: monitor or delay not honoured", d, batches)
-			}
+			r.checkBounds(6, tc.par, tc.startFirst)
 		})
+	}
+}
+
+// checkBounds fails when a finished rollout over n slots (or nodes),
+// with monitor 5 s and delay 2 s, ran more than n + parallelism tasks
+// (start-first), fewer than n − parallelism (stop-first) or fewer than
+// n (start-first), or ended sooner than its batches allow.
+func (r *rollout) checkBounds(n int, par *uint64, startFirst bool) {
+	r.t.Helper()
+	p := n
+	if par == nil {
+		p = 1
+	} else if *par > 0 {
+		p = int(*par)
+	}
+	if startFirst && (r.maxRun > n+p || r.minRun < n) {
+		r.t.Fatalf("start-first: %d..%d tasks running, want %d..%d", r.minRun, r.maxRun, n, n+p)
+	}
+	if !startFirst && r.minRun < n-p {
+		r.t.Fatalf("stop-first: %d tasks running at least, want %d", r.minRun, n-p)
+	}
+	// Each batch waits for its monitor (5 s) and the delay (2 s).
+	batches := (n + p - 1) / p
+	if d := r.now.Sub(t0); d < time.Duration(batches-1)*7*time.Second+5*time.Second {
+		r.t.Fatalf("update took %v for %d batches: monitor or delay not honoured", d, batches)
 	}
 }
 
