@@ -539,6 +539,11 @@ type updateStopped struct{ msg string }
 
 func (e *updateStopped) Error() string { return e.msg }
 
+// errUpdateCompleted ends the waiting for a global service whose update
+// the managers completed while a node still runs its old task: a paused
+// node keeps it until it is active again (a new round replaces it then).
+var errUpdateCompleted = errors.New("update completed")
+
 // updateWatch follows a service's update status while waiting for its
 // tasks, and turns a paused update or a rollback into an error.
 type updateWatch struct {
@@ -573,6 +578,10 @@ func (w *updateWatch) check(svc *api.Service) error {
 	}
 	msg := st.GetMessage()
 	switch st.GetState() {
+	case api.UpdateStatus_STATE_COMPLETED:
+		if svc.GetSpec().GetMode().GetGlobal() != nil && st.GetSpecVersion() == svc.GetSpecVersion() && !w.rollback {
+			return errUpdateCompleted
+		}
 	case api.UpdateStatus_STATE_PAUSED:
 		return &updateStopped{withReason(fmt.Sprintf("update of service %s paused", w.name), msg) +
 			fmt.Sprintf(" (see shoal service ps %s; resume with shoal service update, or go back with shoal service rollback %s)", w.name, w.name)}
@@ -624,6 +633,9 @@ func waitForUpdate(cmd *cobra.Command, c *client, o *waitOptions, out io.Writer,
 	})
 	var stopped *updateStopped
 	switch {
+	case errors.Is(err, errUpdateCompleted):
+		fmt.Fprintln(out, "update completed: a paused node keeps its old task until it is active again")
+		return nil
 	case errors.As(err, &stopped):
 		return stopped
 	case err != nil:
@@ -637,7 +649,8 @@ func waitForUpdate(cmd *cobra.Command, c *client, o *waitOptions, out io.Writer,
 
 // updateWaitHelp explains the waiting of update and rollback.
 const updateWaitHelp = "Unless --detach, the command then shows the progress of each slot until every task runs the\n" +
-	"new spec and has for a second. It fails if the update pauses (--update-failure-action pause) or\n" +
+	"new spec and has for a second (a paused node of a global service keeps its old task: the update\n" +
+	"completes without it). It fails if the update pauses (--update-failure-action pause) or\n" +
 	"the service rolls back; with --wait-timeout once that long has passed. Ctrl-C stops the waiting\n" +
 	"only: the update goes on in the background."
 

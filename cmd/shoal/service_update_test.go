@@ -405,3 +405,22 @@ func TestServiceUpdateReplicatedJob(t *testing.T) {
 		t.Errorf("job %v", j)
 	}
 }
+
+// A global service whose update the managers completed while a paused
+// node keeps its old task: the waiting ends, successfully, and says why.
+func TestServiceUpdateGlobalCompletedWithPausedNode(t *testing.T) {
+	shortWaits(t)
+	f, host := newUpdateFake(t)
+	f.statusAfterWrite = &api.UpdateStatus{State: api.UpdateStatus_STATE_COMPLETED, Message: "update completed", SpecVersion: 1}
+	f.tasks = []*api.Task{
+		{Id: "new1", ServiceId: agentID, NodeId: selfID, SpecVersion: 1, DesiredState: sRunning, Status: &api.TaskStatus{State: sRunning}},
+		{Id: "old2", ServiceId: agentID, NodeId: worker1, SpecVersion: 0, DesiredState: sRunning, Status: &api.TaskStatus{State: sRunning}},
+	}
+	stdout, _, err := runCLI("--host", host, "service", "update", "--wait-timeout", "5s", "--image", "shoal/agent:2", "agent")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, stdout)
+	}
+	if !strings.Contains(stdout, "update completed: a paused node keeps its old task until it is active again") {
+		t.Errorf("stdout %q", stdout)
+	}
+}
