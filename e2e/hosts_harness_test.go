@@ -376,14 +376,19 @@ func (c *cluster) waitRunning(serviceID string, n int, timeout time.Duration) ma
 	return tasks
 }
 
-// checkSlots fails when two running tasks share a slot.
+// checkSlots fails when two running tasks share a slot (a node, for
+// global tasks).
 func checkSlots(tasks map[string]*api.Task) error {
-	seen := map[uint64]string{}
+	seen := map[string]string{}
 	for id, t := range tasks {
-		if other, ok := seen[t.GetSlot()]; ok {
-			return fmt.Errorf("slot %d runs twice: tasks %s and %s", t.GetSlot(), other, id)
+		slot := fmt.Sprintf("slot %d", t.GetSlot())
+		if t.GetSlot() == 0 { // a global task: its node is its slot
+			slot = "node " + t.GetNodeId()
 		}
-		seen[t.GetSlot()] = id
+		if other, ok := seen[slot]; ok {
+			return fmt.Errorf("%s runs twice: tasks %s and %s", slot, other, id)
+		}
+		seen[slot] = id
 	}
 	return nil
 }

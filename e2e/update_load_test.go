@@ -245,3 +245,54 @@ func TestRollingUpdateLeaderKilled(t *testing.T) {
 		}
 	}
 }
+
+// TestRollingUpdateGlobalUnderLoad updates a global web (one task on
+// each of 3 hosts) from v1 to v2, one node at a time, start-first, under
+// load: not one request fails, each node is replaced once, and never
+// more than 3 + 1 tasks run.
+func TestRollingUpdateGlobalUnderLoad(t *testing.T) {
+	c := newCluster(t, 3, 1)
+	r := newUpdateRigOf(t, c, &api.ServiceMode{Mode: &api.ServiceMode_Global{Global: &api.Global{}}}, 3,
+		&api.UpdateConfig{Parallelism: proto.Uint64(1), Order: api.UpdateConfig_ORDER_START_FIRST, Monitor: proto.Int64(int64(time.Second))}, "h1")
+	run, err := r.underLoad(t, "global-start-first", func() error {
+		out, err := c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:v2"), "web")
+		if err != nil {
+			return fmt.Errorf("service update: %v\n%s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if run.failed.Load() != 0 || run.sent.Load() < minRequests {
+		t.Fatalf("update under load: %s", run.summary())
+	}
+	if v := run.versions(); v["v1"] == 0 || v["v2"] == 0 {
+		t.Fatalf("answers did not move from v1 to v2: %s", run.summary())
+	}
+	if run.maxRunning > 3+1 {
+		t.Fatalf("start-first ran %d tasks at once, more than nodes + parallelism = 4", run.maxRunning)
+	}
+	svc := c.service(r.web.GetId())
+	if st := svc.GetUpdateStatus(); st.GetState() != api.UpdateStatus_STATE_COMPLETED {
+		t.Fatalf("update status %v", st)
+	}
+	ts, err := c.allTasks(r.web.GetId())
+	if err != nil {
+		t.Fatal(err)
+	}
+	perNode := map[string]int{}
+	for _, tk := range ts {
+		if tk.GetSpecVersion() == svc.GetSpecVersion() {
+			perNode[tk.GetNodeId()]++
+		}
+	}
+	if len(perNode) != 3 {
+		t.Fatalf("new-spec tasks on %d nodes, want 3: %v", len(perNode), perNode)
+	}
+	for node, n := range perNode {
+		if n != 1 {
+			t.Fatalf("node %s got %d tasks of the new spec, want 1", node, n)
+		}
+	}
+}

@@ -16,9 +16,9 @@ import (
 // longer when fewer were sent by then.
 const minRequests = 10_000
 
-// updateRig is a service web of 6 replicas of web:v1, healthy once it
-// listens, on the overlay network app, and a client container on one
-// host calling web through its VIP.
+// updateRig is a service web of web:v1 (6 replicas, or global), healthy
+// once it listens, on the overlay network app, and a client container on
+// one host calling web through its VIP.
 type updateRig struct {
 	c        *cluster
 	web      *api.Service
@@ -37,6 +37,13 @@ func webHealth() *api.HealthConfig {
 // the client gets answers through web's VIP.
 func newUpdateRig(t *testing.T, c *cluster, update *api.UpdateConfig, clientHost string, constraints ...string) *updateRig {
 	t.Helper()
+	mode := &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 6}}}
+	return newUpdateRigOf(t, c, mode, 6, update, clientHost, constraints...)
+}
+
+// newUpdateRigOf is newUpdateRig with web in the given mode, n tasks.
+func newUpdateRigOf(t *testing.T, c *cluster, mode *api.ServiceMode, n int, update *api.UpdateConfig, clientHost string, constraints ...string) *updateRig {
+	t.Helper()
 	if out, err := c.Host(1).CLI(t.Context(), "network", "create", "app"); err != nil {
 		t.Fatal(out, err)
 	}
@@ -51,14 +58,14 @@ func newUpdateRig(t *testing.T, c *cluster, update *api.UpdateConfig, clientHost
 			Networks:  []*api.NetworkAttachmentConfig{{Target: "app"}},
 			Placement: &api.Placement{Constraints: constraints},
 		},
-		Mode:   &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 6}}},
+		Mode:   mode,
 		Update: update,
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &updateRig{c: c, web: resp.GetService()}
-	c.waitRunning(r.web.GetId(), 6, 90*time.Second)
+	c.waitRunning(r.web.GetId(), n, 90*time.Second)
 	client := c.createOn("client", "web:v1", 1, []string{"app"}, 0, "node.hostname=="+clientHost)
 	r.clientNS = taskNetNS(c.hostNamed(clientHost), only(t, c.waitRunning(client.GetId(), 1, 60*time.Second)).GetId())
 	r.url = "http://" + vipOf(c.service(r.web.GetId()), app.GetId()) + "/"
