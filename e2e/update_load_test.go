@@ -18,28 +18,40 @@ import (
 // never runs more than 6 + 2 tasks and stop-first never serves with
 // fewer than 6 - 2. The update's duration is logged next to three times
 // the start of a single task of v2 (three batches), measured just before.
+// In a subnet as small as the update needs, addresses of stopped tasks
+// and a removed service's VIP are handed out again during the update:
+// still not one request fails.
 func TestRollingUpdateUnderLoad(t *testing.T) {
-	for _, order := range []string{"start-first", "stop-first"} {
-		t.Run(order, func(t *testing.T) {
+	for _, tc := range []struct{ scenario, order, subnet string }{
+		{"start-first", "start-first", ""},
+		{"stop-first", "stop-first", ""},
+		// 12 task addresses for 6 + 2 web tasks, the client and the
+		// probe: addresses of stopped tasks and the probe's VIP are
+		// handed out again during the update.
+		{"start-first-small-subnet", "start-first", "10.30.0.0/28"},
+	} {
+		order := tc.order
+		t.Run(tc.scenario, func(t *testing.T) {
 			c := newCluster(t, 3, 1)
 			o := api.UpdateConfig_ORDER_STOP_FIRST
 			if order == "start-first" {
 				o = api.UpdateConfig_ORDER_START_FIRST
 			}
-			r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(2), Order: o, Monitor: proto.Int64(int64(time.Second))}, "h1")
+			r := newRig(t, c, rigSpec{clientHost: "h1", subnet: tc.subnet,
+				update: &api.UpdateConfig{Parallelism: proto.Uint64(2), Order: o, Monitor: proto.Int64(int64(time.Second))}})
 			v2 := proto.Clone(r.web).(*api.Service)
 			v2.Spec.Task.Container.Image = c.ref("web:v2")
 			single := c.taskStart(t, v2)
 
-			run, err := r.underLoad(t, order, func() error {
-				out, err := c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:v2"), "web")
+			run, err := r.underLoad(t, tc.scenario, func() error {
+				out, err := c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:v2"), "web")
 				if err != nil {
 					return fmt.Errorf("service update: %v\n%s", err, out)
 				}
 				return nil
 			})
 			t.Logf("rolling-update scenario=%s single-task-start=%s 3x=%s monitor=1s update=%s",
-				order, single.Round(time.Millisecond), (3 * single).Round(time.Millisecond), run.took.Round(time.Millisecond))
+				tc.scenario, single.Round(time.Millisecond), (3 * single).Round(time.Millisecond), run.took.Round(time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -79,7 +91,7 @@ func TestRollingUpdateHealthRollback(t *testing.T) {
 	var out string
 	run, err := r.underLoad(t, "health-rollback", func() error {
 		var err error
-		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:bad"), "web")
+		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:bad"), "web")
 		if err == nil {
 			return fmt.Errorf("service update succeeded, but the update should have rolled back:\n%s", out)
 		}
@@ -121,7 +133,7 @@ func TestRollingUpdateMissingImage(t *testing.T) {
 	var out string
 	run, err := r.underLoad(t, "missing-image", func() error {
 		var err error
-		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:missing"), "web")
+		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:missing"), "web")
 		if err == nil {
 			return fmt.Errorf("service update succeeded, but the update should have paused:\n%s", out)
 		}
@@ -252,10 +264,10 @@ func TestRollingUpdateLeaderKilled(t *testing.T) {
 // more than 3 + 1 tasks run.
 func TestRollingUpdateGlobalUnderLoad(t *testing.T) {
 	c := newCluster(t, 3, 1)
-	r := newUpdateRigOf(t, c, &api.ServiceMode{Mode: &api.ServiceMode_Global{Global: &api.Global{}}}, 3,
-		&api.UpdateConfig{Parallelism: proto.Uint64(1), Order: api.UpdateConfig_ORDER_START_FIRST, Monitor: proto.Int64(int64(time.Second))}, "h1")
+	r := newRig(t, c, rigSpec{mode: &api.ServiceMode{Mode: &api.ServiceMode_Global{Global: &api.Global{}}}, tasks: 3, clientHost: "h1",
+		update: &api.UpdateConfig{Parallelism: proto.Uint64(1), Order: api.UpdateConfig_ORDER_START_FIRST, Monitor: proto.Int64(int64(time.Second))}})
 	run, err := r.underLoad(t, "global-start-first", func() error {
-		out, err := c.Host(1).CLI(t.Context(), "service", "update", "--image", c.ref("web:v2"), "web")
+		out, err := c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:v2"), "web")
 		if err != nil {
 			return fmt.Errorf("service update: %v\n%s", err, out)
 		}

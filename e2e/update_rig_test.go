@@ -32,19 +32,41 @@ func webHealth() *api.HealthConfig {
 		Interval: proto.Int64(int64(200 * time.Millisecond)), Retries: proto.Uint32(3)}
 }
 
-// newUpdateRig creates network app, web with the update config on nodes
-// matching constraints, and the client on clientHost, and waits until
-// the client gets answers through web's VIP.
-func newUpdateRig(t *testing.T, c *cluster, update *api.UpdateConfig, clientHost string, constraints ...string) *updateRig {
-	t.Helper()
-	mode := &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 6}}}
-	return newUpdateRigOf(t, c, mode, 6, update, clientHost, constraints...)
+// rigSpec says what newRig sets up.
+type rigSpec struct {
+	// mode and tasks: web's mode and how many tasks it runs (6
+	// replicas when mode is nil).
+	mode  *api.ServiceMode
+	tasks int
+	// update is web's update config.
+	update *api.UpdateConfig
+	// clientHost is the host of the client container.
+	clientHost string
+	// subnet is network app's subnet; empty: one from the cluster's pool.
+	subnet string
+	// constraints place web.
+	constraints []string
 }
 
-// newUpdateRigOf is newUpdateRig with web in the given mode, n tasks.
-func newUpdateRigOf(t *testing.T, c *cluster, mode *api.ServiceMode, n int, update *api.UpdateConfig, clientHost string, constraints ...string) *updateRig {
+// newUpdateRig creates network app, web (6 replicas) with the update
+// config on nodes matching constraints, and the client on clientHost,
+// and waits until the client gets answers through web's VIP.
+func newUpdateRig(t *testing.T, c *cluster, update *api.UpdateConfig, clientHost string, constraints ...string) *updateRig {
 	t.Helper()
-	if out, err := c.Host(1).CLI(t.Context(), "network", "create", "app"); err != nil {
+	return newRig(t, c, rigSpec{update: update, clientHost: clientHost, constraints: constraints})
+}
+
+// newRig sets up what s says, as newUpdateRig does.
+func newRig(t *testing.T, c *cluster, s rigSpec) *updateRig {
+	t.Helper()
+	if s.mode == nil {
+		s.mode, s.tasks = &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 6}}}, 6
+	}
+	netArgs := []string{"network", "create", "app"}
+	if s.subnet != "" {
+		netArgs = []string{"network", "create", "--subnet", s.subnet, "app"}
+	}
+	if out, err := c.Host(1).CLI(t.Context(), netArgs...); err != nil {
 		t.Fatal(out, err)
 	}
 	app := c.network("app")
@@ -56,18 +78,18 @@ func newUpdateRigOf(t *testing.T, c *cluster, mode *api.ServiceMode, n int, upda
 			// Healthy means listening: a task enters the VIP only then.
 			Container: &api.ContainerSpec{Image: c.ref("web:v1"), Healthcheck: webHealth()},
 			Networks:  []*api.NetworkAttachmentConfig{{Target: "app"}},
-			Placement: &api.Placement{Constraints: constraints},
+			Placement: &api.Placement{Constraints: s.constraints},
 		},
-		Mode:   mode,
-		Update: update,
+		Mode:   s.mode,
+		Update: s.update,
 	}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	r := &updateRig{c: c, web: resp.GetService()}
-	c.waitRunning(r.web.GetId(), n, 90*time.Second)
-	client := c.createOn("client", "web:v1", 1, []string{"app"}, 0, "node.hostname=="+clientHost)
-	r.clientNS = taskNetNS(c.hostNamed(clientHost), only(t, c.waitRunning(client.GetId(), 1, 60*time.Second)).GetId())
+	c.waitRunning(r.web.GetId(), s.tasks, 90*time.Second)
+	client := c.createOn("client", "web:v1", 1, []string{"app"}, 0, "node.hostname=="+s.clientHost)
+	r.clientNS = taskNetNS(c.hostNamed(s.clientHost), only(t, c.waitRunning(client.GetId(), 1, 60*time.Second)).GetId())
 	r.url = "http://" + vipOf(c.service(r.web.GetId()), app.GetId()) + "/"
 	poll(t, 10*time.Second, "the VIP answers", func() error {
 		_, err := getEcho(httpClientIn(r.clientNS, time.Second), r.url)

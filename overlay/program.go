@@ -215,50 +215,18 @@ func (h *Host) programTask(l *local, nets map[string]*api.Network, eps map[strin
 			continue
 		}
 		view.Networks = append(view.Networks, name(n))
-		type group struct {
-			svc     dns.Service
-			backend []netip.Addr
-		}
-		groups := map[string]*group{}
-		var order []string
-		for _, ep := range eps[n.GetId()] {
-			if ep.ServiceID == "" {
-				continue
-			}
-			g := groups[ep.ServiceID]
-			if g == nil {
-				g = &group{svc: dns.Service{Name: ep.ServiceName, Network: name(n), VIP: ep.VIP, Aliases: ep.Aliases}}
-				groups[ep.ServiceID] = g
-				order = append(order, ep.ServiceID)
-			}
-			g.svc.Tasks = append(g.svc.Tasks, dns.Task{Addr: ep.Addr})
-			g.backend = append(g.backend, ep.Addr)
-		}
-		// Services seen before whose tasks all left keep their VIP and
-		// name: the VIP then refuses connections at once instead of
-		// letting clients hang.
 		h.mu.Lock()
 		known := h.services[n.GetId()]
 		if known == nil {
 			known = map[string]dns.Service{}
 			h.services[n.GetId()] = known
 		}
-		for id, g := range groups {
-			known[id] = dns.Service{Name: g.svc.Name, Network: g.svc.Network, VIP: g.svc.VIP, Aliases: g.svc.Aliases}
-		}
-		for id, svc := range known {
-			if groups[id] == nil {
-				groups[id] = &group{svc: svc}
-				order = append(order, id)
-			}
-		}
+		seen := networkServices(name(n), eps[n.GetId()], known)
 		h.mu.Unlock()
-		slices.Sort(order)
-		for _, id := range order {
-			g := groups[id]
-			view.Services = append(view.Services, g.svc)
-			if g.svc.VIP.IsValid() {
-				services = append(services, vip.Service{VIP: g.svc.VIP, Backends: g.backend})
+		for _, sv := range seen {
+			view.Services = append(view.Services, sv.DNS)
+			if sv.DNS.VIP.IsValid() {
+				services = append(services, vip.Service{VIP: sv.DNS.VIP, Backends: sv.Backends})
 			}
 		}
 	}
