@@ -73,9 +73,9 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 					t.Fatalf("task %s still runs %s", tk.GetId(), tk.GetSpec().GetContainer().GetImage())
 				}
 			}
-			if st := c.service(r.web.GetId()).GetUpdateStatus(); st.GetState() != api.UpdateStatus_STATE_COMPLETED {
-				t.Fatalf("update status %v", st)
-			}
+			// The CLI returns once the tasks have run for a second; the
+			// status follows when the last monitor period ends.
+			c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_COMPLETED, 30*time.Second)
 		})
 	}
 }
@@ -285,10 +285,7 @@ func TestRollingUpdateGlobalUnderLoad(t *testing.T) {
 	if run.maxRunning > 3+1 {
 		t.Fatalf("start-first ran %d tasks at once, more than nodes + parallelism = 4", run.maxRunning)
 	}
-	svc := c.service(r.web.GetId())
-	if st := svc.GetUpdateStatus(); st.GetState() != api.UpdateStatus_STATE_COMPLETED {
-		t.Fatalf("update status %v", st)
-	}
+	svc := c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_COMPLETED, 30*time.Second)
 	ts, err := c.allTasks(r.web.GetId())
 	if err != nil {
 		t.Fatal(err)

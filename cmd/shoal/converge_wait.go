@@ -119,6 +119,9 @@ type convergeWaiter struct {
 	// now and sleep are the clock, replaced in tests.
 	now   func() time.Time
 	sleep func(context.Context, time.Duration) error
+	// settled, when set, must also hold for the service to count as
+	// converged (an update's last monitor period has ended).
+	settled func(*api.Service) bool
 }
 
 // wait polls until the service has converged and stayed converged for
@@ -146,6 +149,9 @@ func (w *convergeWaiter) wait(ctx context.Context, name string, fetch fetchFunc)
 			return fmt.Errorf("stopped waiting for service %s to converge: %w", name, err)
 		}
 		c := assess(svc, tasks)
+		if w.settled != nil && !w.settled(svc) {
+			c.converged = false
+		}
 		p.show(c)
 		now := w.now()
 		stable := w.stable

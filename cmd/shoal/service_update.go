@@ -603,6 +603,23 @@ func (w *updateWatch) check(svc *api.Service) error {
 	return nil
 }
 
+// updateSettled reports whether the managers are done rolling out the
+// service's current spec: its update status is about an older spec (the
+// change replaced no task), or no longer in progress. Tasks may all run
+// the new spec while the last ones are still watched for the monitor
+// period, in which a failure still pauses or rolls back the update.
+func updateSettled(svc *api.Service) bool {
+	st := svc.GetUpdateStatus()
+	if st == nil || st.GetSpecVersion() != svc.GetSpecVersion() {
+		return true
+	}
+	switch st.GetState() {
+	case api.UpdateStatus_STATE_UPDATING, api.UpdateStatus_STATE_ROLLBACK_STARTED:
+		return false
+	}
+	return true
+}
+
 // rolledBackErr is the error of an update that was rolled back.
 func (w *updateWatch) rolledBackErr() error {
 	return &updateStopped{withReason(fmt.Sprintf("service %s rolled back to its previous spec", w.name), *w.rolledBack)}
@@ -620,7 +637,7 @@ func waitForUpdate(cmd *cobra.Command, c *client, o *waitOptions, out io.Writer,
 	w := &convergeWaiter{
 		out: out, notes: cmd.ErrOrStderr(),
 		poll: convergePollInterval, stable: convergeStableFor, timeout: o.timeout,
-		now: time.Now, sleep: sleepContext,
+		now: time.Now, sleep: sleepContext, settled: updateSettled,
 	}
 	watch := &updateWatch{name: res.target.name, rollback: rollback, before: res.before, out: out}
 	fetch := serviceFetcher(c, res.target.id)
@@ -649,8 +666,8 @@ func waitForUpdate(cmd *cobra.Command, c *client, o *waitOptions, out io.Writer,
 
 // updateWaitHelp explains the waiting of update and rollback.
 const updateWaitHelp = "Unless --detach, the command then shows the progress of each slot until every task runs the\n" +
-	"new spec and has for a second (a paused node of a global service keeps its old task: the update\n" +
-	"completes without it). It fails if the update pauses (--update-failure-action pause) or\n" +
+	"new spec and has for a second, and the managers have watched the last ones for the monitor period\n" +
+	"(a paused node of a global service keeps its old task: the update completes without it). It fails if the update pauses (--update-failure-action pause) or\n" +
 	"the service rolls back; with --wait-timeout once that long has passed. Ctrl-C stops the waiting\n" +
 	"only: the update goes on in the background."
 

@@ -27,6 +27,26 @@ type updateFake struct {
 	statusAfterWrite *api.UpdateStatus
 	// networks maps network names to IDs.
 	networks map[string]string
+	// statusFrames, when set, are the update statuses GetService shows
+	// after the first update, one per call, the last one repeating.
+	statusFrames []*api.UpdateStatus
+	written      bool
+}
+
+func (f *updateFake) GetService(ctx context.Context, req *api.GetServiceRequest) (*api.GetServiceResponse, error) {
+	f.mu.Lock()
+	if f.written && len(f.statusFrames) > 0 {
+		for _, s := range f.services {
+			if s.Id == req.ServiceId || s.Spec.Annotations.GetName() == req.ServiceId {
+				s.UpdateStatus = f.statusFrames[0]
+			}
+		}
+		if len(f.statusFrames) > 1 {
+			f.statusFrames = f.statusFrames[1:]
+		}
+	}
+	f.mu.Unlock()
+	return f.fakeControl.GetService(ctx, req)
 }
 
 func (f *updateFake) UpdateService(ctx context.Context, req *api.UpdateServiceRequest) (*api.UpdateServiceResponse, error) {
@@ -49,6 +69,7 @@ func (f *updateFake) UpdateService(ctx context.Context, req *api.UpdateServiceRe
 		}
 		s.Meta.Version++
 		s.SpecVersion++
+		f.written = true
 		if f.statusAfterWrite != nil {
 			s.UpdateStatus = f.statusAfterWrite
 		}
@@ -422,5 +443,41 @@ func TestServiceUpdateGlobalCompletedWithPausedNode(t *testing.T) {
 	}
 	if !strings.Contains(stdout, "update completed: a paused node keeps its old task until it is active again") {
 		t.Errorf("stdout %q", stdout)
+	}
+}
+
+// The tasks all run the new spec before the managers are done watching
+// the last of them: the waiting goes on until the update completes, and
+// fails if it pauses meanwhile.
+func TestServiceUpdateWaitsForTheLastMonitor(t *testing.T) {
+	shortWaits(t)
+	updating := &api.UpdateStatus{State: api.UpdateStatus_STATE_UPDATING, Message: "update in progress", SpecVersion: 1}
+	for _, tc := range []struct {
+		last    *api.UpdateStatus
+		wantErr string
+	}{
+		{&api.UpdateStatus{State: api.UpdateStatus_STATE_COMPLETED, Message: "update completed", SpecVersion: 1}, ""},
+		{&api.UpdateStatus{State: api.UpdateStatus_STATE_PAUSED, Message: "update paused: task t3 (web.3) FAILED", SpecVersion: 1}, "update of service web paused"},
+	} {
+		f, host := newUpdateFake(t)
+		f.tasks = runningTasks(3, 1)
+		frames := []*api.UpdateStatus{}
+		for range 20 {
+			frames = append(frames, updating)
+		}
+		f.statusFrames = append(frames, tc.last)
+		_, _, err := runCLI("--host", host, "service", "update", "--image", "nginx:1.27", "web")
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%v: %v", tc.last.GetState(), err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%v: error %v, want %q", tc.last.GetState(), err, tc.wantErr)
+		}
+		f.mu.Lock()
+		left := len(f.statusFrames)
+		f.mu.Unlock()
+		if left != 1 {
+			t.Errorf("%v: the waiting ended with %d statuses still to show", tc.last.GetState(), left)
+		}
 	}
 }
