@@ -18,17 +18,10 @@ import (
 // never runs more than 6 + 2 tasks and stop-first never serves with
 // fewer than 6 - 2. The update's duration is logged next to three times
 // the start of a single task of v2 (three batches), measured just before.
-// In a subnet as small as the update needs, addresses of stopped tasks
-// and a removed service's VIP are handed out again during the update:
-// still not one request fails.
 func TestRollingUpdateUnderLoad(t *testing.T) {
-	for _, tc := range []struct{ scenario, order, subnet string }{
-		{"start-first", "start-first", ""},
-		{"stop-first", "stop-first", ""},
-		// 12 task addresses for 6 + 2 web tasks, the client and the
-		// probe: addresses of stopped tasks and the probe's VIP are
-		// handed out again during the update.
-		{"start-first-small-subnet", "start-first", "10.30.0.0/28"},
+	for _, tc := range []struct{ scenario, order string }{
+		{"start-first", "start-first"},
+		{"stop-first", "stop-first"},
 	} {
 		order := tc.order
 		t.Run(tc.scenario, func(t *testing.T) {
@@ -37,7 +30,7 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 			if order == "start-first" {
 				o = api.UpdateConfig_ORDER_START_FIRST
 			}
-			r := newRig(t, c, rigSpec{clientHost: "h1", subnet: tc.subnet,
+			r := newRig(t, c, rigSpec{clientHost: "h1",
 				update: &api.UpdateConfig{Parallelism: proto.Uint64(2), Order: o, Monitor: proto.Int64(int64(time.Second))}})
 			v2 := proto.Clone(r.web).(*api.Service)
 			v2.Spec.Task.Container.Image = c.ref("web:v2")
@@ -50,11 +43,16 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 				}
 				return nil
 			})
-			t.Logf("rolling-update scenario=%s single-task-start=%s 3x=%s monitor=1s update=%s",
-				tc.scenario, single.Round(time.Millisecond), (3 * single).Round(time.Millisecond), run.took.Round(time.Millisecond))
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The command waits for the status, which follows the last
+			// monitor period; the rollout itself runs from started_at to
+			// completed_at.
+			st := c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_COMPLETED, 30*time.Second).GetUpdateStatus()
+			t.Logf("rolling-update scenario=%s single-task-start=%s 3x=%s monitor=1s rollout=%s command=%s",
+				tc.scenario, single.Round(time.Millisecond), (3 * single).Round(time.Millisecond),
+				time.Duration(st.GetCompletedAt()-st.GetStartedAt()).Round(time.Millisecond), run.took.Round(time.Millisecond))
 			if run.failed.Load() != 0 || run.sent.Load() < minRequests {
 				t.Fatalf("update under load: %s", run.summary())
 			}
@@ -73,9 +71,6 @@ func TestRollingUpdateUnderLoad(t *testing.T) {
 					t.Fatalf("task %s still runs %s", tk.GetId(), tk.GetSpec().GetContainer().GetImage())
 				}
 			}
-			// The CLI returns once the tasks have run for a second; the
-			// status follows when the last monitor period ends.
-			c.waitUpdateState(r.web.GetId(), api.UpdateStatus_STATE_COMPLETED, 30*time.Second)
 		})
 	}
 }

@@ -42,8 +42,6 @@ type rigSpec struct {
 	update *api.UpdateConfig
 	// clientHost is the host of the client container.
 	clientHost string
-	// subnet is network app's subnet; empty: one from the cluster's pool.
-	subnet string
 	// constraints place web.
 	constraints []string
 }
@@ -62,11 +60,7 @@ func newRig(t *testing.T, c *cluster, s rigSpec) *updateRig {
 	if s.mode == nil {
 		s.mode, s.tasks = &api.ServiceMode{Mode: &api.ServiceMode_Replicated{Replicated: &api.Replicated{Replicas: 6}}}, 6
 	}
-	netArgs := []string{"network", "create", "app"}
-	if s.subnet != "" {
-		netArgs = []string{"network", "create", "--subnet", s.subnet, "app"}
-	}
-	if out, err := c.Host(1).CLI(t.Context(), netArgs...); err != nil {
+	if out, err := c.Host(1).CLI(t.Context(), "network", "create", "app"); err != nil {
 		t.Fatal(out, err)
 	}
 	app := c.network("app")
