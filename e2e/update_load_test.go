@@ -83,18 +83,7 @@ func TestRollingUpdateHealthRollback(t *testing.T) {
 	c := newCluster(t, 3, 1)
 	r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(2), Monitor: proto.Int64(int64(2 * time.Second)),
 		FailureAction: api.UpdateConfig_FAILURE_ACTION_ROLLBACK}, "h1")
-	var out string
-	run, err := r.underLoad(t, "health-rollback", func() error {
-		var err error
-		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:bad"), "web")
-		if err == nil {
-			return fmt.Errorf("service update succeeded, but the update should have rolled back:\n%s", out)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, run := r.failingUpdate(t, "health-rollback", c.ref("web:bad"))
 	if !strings.Contains(out, "rolled back") || !strings.Contains(out, "unhealthy") {
 		t.Fatalf("service update does not say it rolled back because tasks were unhealthy:\n%s", out)
 	}
@@ -125,18 +114,7 @@ func TestRollingUpdateHealthRollback(t *testing.T) {
 func TestRollingUpdateMissingImage(t *testing.T) {
 	c := newCluster(t, 3, 1)
 	r := newUpdateRig(t, c, &api.UpdateConfig{Parallelism: proto.Uint64(2), Monitor: proto.Int64(int64(2 * time.Second))}, "h1")
-	var out string
-	run, err := r.underLoad(t, "missing-image", func() error {
-		var err error
-		out, err = c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:missing"), "web")
-		if err == nil {
-			return fmt.Errorf("service update succeeded, but the update should have paused:\n%s", out)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	out, run := r.failingUpdate(t, "missing-image", c.ref("web:missing"))
 	if !strings.Contains(out, "paused") || !strings.Contains(out, "WARNING: image "+c.ref("web:missing")+" could not be resolved") {
 		t.Fatalf("service update does not warn of the unknown image and say the update paused:\n%s", out)
 	}

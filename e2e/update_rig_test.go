@@ -238,3 +238,23 @@ func (c *cluster) taskStart(t *testing.T, web *api.Service) time.Duration {
 	}
 	return took
 }
+
+// failingUpdate updates web to image under load (see underLoad) with
+// `shoal service update`, which must fail (the update pauses or rolls
+// back); it returns the command's output and what the load saw.
+func (r *updateRig) failingUpdate(t *testing.T, scenario, image string) (string, *loadRun) {
+	t.Helper()
+	var out string
+	run, err := r.underLoad(t, scenario, func() error {
+		var err error
+		out, err = r.c.Host(1).CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", image, "web")
+		if err == nil {
+			return fmt.Errorf("service update succeeded, but the update should have paused or rolled back:\n%s", out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out, run
+}

@@ -162,7 +162,7 @@ func (f *fakeControl) callNames() string {
 }
 
 // startFake serves f on a unix socket and returns the --host value.
-func startFake(t *testing.T, f *fakeControl) string {
+func startFake(t *testing.T, f api.ControlServer) string {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "shoal")
 	if err != nil {

@@ -2,14 +2,10 @@ package main
 
 import (
 	"context"
-	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
@@ -93,21 +89,7 @@ func (f *updateFake) GetNetwork(ctx context.Context, req *api.GetNetworkRequest)
 func newUpdateFake(t *testing.T) (*updateFake, string) {
 	t.Helper()
 	f := &updateFake{fakeControl: newFake(), networks: map[string]string{"app": "netappid0123", "back": "netbackid456"}}
-	dir, err := os.MkdirTemp("", "shoal")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, socketName)
-	lis, err := net.Listen("unix", sock)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	api.RegisterControlServer(srv, f)
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return f, "unix://" + sock
+	return f, startFake(t, f)
 }
 
 // web is the fake's web service.

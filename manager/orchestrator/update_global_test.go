@@ -349,42 +349,10 @@ func TestGlobalJobNotUpdated(t *testing.T) {
 func TestPropertyGlobalUpdateBounds(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
 		nNodes := rapid.IntRange(1, 6).Draw(rt, "nodes")
-		p := rapid.Uint64Range(1, 3).Draw(rt, "parallelism")
-		startFirst := rapid.Bool().Draw(rt, "start-first")
-		u := &api.UpdateConfig{Parallelism: &p,
-			Monitor: ns(time.Duration(rapid.IntRange(0, 3).Draw(rt, "monitor")) * time.Second),
-			Delay:   int64(time.Duration(rapid.IntRange(0, 3).Draw(rt, "delay")) * time.Second)}
-		if startFirst {
-			u.Order = api.UpdateConfig_ORDER_START_FIRST
-		}
+		u, p, startFirst := drawUpdateConfig(rt)
 		svc, tasks, nodes := updatingGlobal(nNodes, u)
 		r := newGlobalRollout(t, svc, tasks, nodes)
-		for step := 0; r.svc.GetUpdateStatus().GetState() != api.UpdateStatus_STATE_COMPLETED; step++ {
-			if step > 500 {
-				rt.Fatalf("no completion: %v", r.svc.GetUpdateStatus())
-			}
-			r.pass()
-			for _, tk := range r.tasks { // agents act on some tasks only
-				if !rapid.Bool().Draw(rt, "agent-acts") {
-					continue
-				}
-				s := tk.GetStatus().GetState()
-				switch {
-				case tk.GetDesiredState() >= stateShutdown && s < stateComplete:
-					tk.Status = &api.TaskStatus{State: stateShutdown, Timestamp: r.now.UnixNano()}
-				case tk.GetDesiredState() == stateRunning && s < stateRunning:
-					tk.Status = &api.TaskStatus{State: stateRunning, Timestamp: r.now.UnixNano()}
-				}
-			}
-			r.count()
-			if startFirst && r.maxRun > nNodes+int(p) {
-				rt.Fatalf("start-first: %d tasks running, more than %d + %d", r.maxRun, nNodes, p)
-			}
-			if !startFirst && r.minRun < nNodes-int(p) {
-				rt.Fatalf("stop-first: %d tasks running, fewer than %d − %d", r.minRun, nNodes, p)
-			}
-			r.now = r.now.Add(time.Duration(rapid.IntRange(0, 2000).Draw(rt, "tick")) * time.Millisecond)
-		}
+		r.runRandomly(rt, nNodes, p, startFirst)
 		for _, n := range nodes {
 			if c := r.nodeCreates[n.GetId()]; c != 1 {
 				rt.Fatalf("node %s replaced %d times", n.GetId(), c)

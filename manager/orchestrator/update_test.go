@@ -71,8 +71,14 @@ func (r *rollout) pass() *Plan {
 
 // agents starts and stops tasks as their desired state says, now;
 // placement puts the tasks with no node on n1.
-func (r *rollout) agents() {
+func (r *rollout) agents() { r.someAgents(func() bool { return true }) }
+
+// someAgents is agents for the tasks acts says yes to, in task order.
+func (r *rollout) someAgents(acts func() bool) {
 	for _, tk := range r.tasks {
+		if !acts() {
+			continue
+		}
 		s := tk.GetStatus().GetState()
 		switch {
 		case tk.GetDesiredState() >= stateShutdown && s < stateComplete:
@@ -381,46 +387,12 @@ func TestUpdateWithScale(t *testing.T) {
 // completes.
 func TestPropertyUpdateBounds(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) {
-		replicas := rapid.Uint64Range(1, 6).Draw(rt, "replicas")
-		p := rapid.Uint64Range(1, 3).Draw(rt, "parallelism")
-		startFirst := rapid.Bool().Draw(rt, "start-first")
-		u := &api.UpdateConfig{Parallelism: &p,
-			Monitor: ns(time.Duration(rapid.IntRange(0, 3).Draw(rt, "monitor")) * time.Second),
-			Delay:   int64(time.Duration(rapid.IntRange(0, 3).Draw(rt, "delay")) * time.Second)}
-		if startFirst {
-			u.Order = api.UpdateConfig_ORDER_START_FIRST
-		}
-		svc, tasks := updating(replicas, u)
+		replicas := rapid.IntRange(1, 6).Draw(rt, "replicas")
+		u, p, startFirst := drawUpdateConfig(rt)
+		svc, tasks := updating(uint64(replicas), u)
 		r := newRollout(t, svc, tasks)
-		for step := 0; r.svc.GetUpdateStatus().GetState() != api.UpdateStatus_STATE_COMPLETED; step++ {
-			if step > 500 {
-				rt.Fatalf("no completion: %v", r.svc.GetUpdateStatus())
-			}
-			r.pass()
-			// Agents act on some tasks only.
-			for _, tk := range r.tasks {
-				if !rapid.Bool().Draw(rt, "agent-acts") {
-					continue
-				}
-				s := tk.GetStatus().GetState()
-				switch {
-				case tk.GetDesiredState() >= stateShutdown && s < stateComplete:
-					tk.Status = &api.TaskStatus{State: stateShutdown, Timestamp: r.now.UnixNano()}
-				case tk.GetDesiredState() == stateRunning && s < stateRunning:
-					tk.NodeId = "n1"
-					tk.Status = &api.TaskStatus{State: stateRunning, Timestamp: r.now.UnixNano()}
-				}
-			}
-			r.count()
-			if startFirst && r.maxRun > int(replicas+p) {
-				rt.Fatalf("start-first: %d tasks running, more than %d + %d", r.maxRun, replicas, p)
-			}
-			if !startFirst && r.minRun < int(replicas)-int(p) {
-				rt.Fatalf("stop-first: %d tasks running, fewer than %d − %d", r.minRun, replicas, p)
-			}
-			r.now = r.now.Add(time.Duration(rapid.IntRange(0, 2000).Draw(rt, "tick")) * time.Millisecond)
-		}
-		for s := uint64(1); s <= replicas; s++ {
+		r.runRandomly(rt, replicas, p, startFirst)
+		for s := uint64(1); s <= uint64(replicas); s++ {
 			if r.creates[s] != 1 {
 				rt.Fatalf("slot %d replaced %d times", s, r.creates[s])
 			}
@@ -532,5 +504,40 @@ func TestStoreRetiredTasksCarryDrain(t *testing.T) {
 	}
 	if scaled != 1 {
 		t.Fatalf("%d tasks stopped by the scale to 1, want 1", scaled)
+	}
+}
+
+// drawUpdateConfig draws an update config for the property tests:
+// parallelism 1 to 3, either order, monitor and delay of 0 to 3 s.
+func drawUpdateConfig(rt *rapid.T) (u *api.UpdateConfig, parallelism int, startFirst bool) {
+	p := rapid.Uint64Range(1, 3).Draw(rt, "parallelism")
+	startFirst = rapid.Bool().Draw(rt, "start-first")
+	u = &api.UpdateConfig{Parallelism: &p,
+		Monitor: ns(time.Duration(rapid.IntRange(0, 3).Draw(rt, "monitor")) * time.Second),
+		Delay:   int64(time.Duration(rapid.IntRange(0, 3).Draw(rt, "delay")) * time.Second)}
+	if startFirst {
+		u.Order = api.UpdateConfig_ORDER_START_FIRST
+	}
+	return u, int(p), startFirst
+}
+
+// runRandomly drives the rollout of n slots (or nodes) to COMPLETED,
+// agents acting on drawn tasks only and time moving by drawn steps, and
+// fails when it runs more than n + parallelism tasks (start-first),
+// fewer than n − parallelism (stop-first), or does not complete.
+func (r *rollout) runRandomly(rt *rapid.T, n, parallelism int, startFirst bool) {
+	for step := 0; r.svc.GetUpdateStatus().GetState() != api.UpdateStatus_STATE_COMPLETED; step++ {
+		if step > 500 {
+			rt.Fatalf("no completion: %v", r.svc.GetUpdateStatus())
+		}
+		r.pass()
+		r.someAgents(func() bool { return rapid.Bool().Draw(rt, "agent-acts") })
+		if startFirst && r.maxRun > n+parallelism {
+			rt.Fatalf("start-first: %d tasks running, more than %d + %d", r.maxRun, n, parallelism)
+		}
+		if !startFirst && r.minRun < n-parallelism {
+			rt.Fatalf("stop-first: %d tasks running, fewer than %d − %d", r.minRun, n, parallelism)
+		}
+		r.now = r.now.Add(time.Duration(rapid.IntRange(0, 2000).Draw(rt, "tick")) * time.Millisecond)
 	}
 }
