@@ -33,8 +33,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/shoalhq/shoal/agent/runtime"
@@ -249,7 +247,7 @@ func (a *Agent) heartbeats(ctx context.Context) error {
 			if a.cfg.OnResponse != nil {
 				a.cfg.OnResponse(resp)
 			}
-		case status.Code(err) == codes.NotFound:
+		case api.IsNodeRemoved(err):
 			return ErrRemoved
 		case ctx.Err() != nil:
 			return ctx.Err()
@@ -293,7 +291,7 @@ func (a *Agent) beat(ctx context.Context) (*api.HeartbeatResponse, error) {
 			NodeId: a.cfg.NodeID, Description: desc, Addr: a.cfg.Addr, Role: role,
 		})
 		cancel()
-		if err == nil || status.Code(err) == codes.NotFound {
+		if err == nil || api.IsNodeRemoved(err) {
 			a.mu.Lock()
 			a.next = (a.next + i) % max(1, len(a.managers))
 			a.mu.Unlock()

@@ -221,7 +221,7 @@ func (a *Agent) updateTaskStatus(ctx context.Context, req *api.UpdateTaskStatusR
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if status.Code(err) == codes.NotFound {
+		if api.IsNodeRemoved(err) {
 			return err // the node was removed: heartbeats will say so
 		}
 		if leader, ok := notLeader(err); ok && leader != "" && leader != addr {

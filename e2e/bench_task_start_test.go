@@ -19,7 +19,7 @@ import (
 	"github.com/containerd/containerd/v2/pkg/cio"
 	"github.com/containerd/containerd/v2/pkg/oci"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -80,7 +80,7 @@ func (h *ctrdHost) startBenchDaemon(b *testing.B) {
 		}
 		return nil
 	})
-	h.conn, err = grpc.NewClient(h.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	h.conn, err = grpc.NewClient("unix://"+filepath.Join(h.dataDir, "shoal.sock"), grpc.WithTransportCredentials(local.NewCredentials()))
 	if err != nil {
 		b.Fatal(err)
 	}

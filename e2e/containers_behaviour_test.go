@@ -82,7 +82,7 @@ func (h *ctrdHost) control() api.ControlClient { return api.NewControlClient(h.c
 
 // cli runs the shoal command line against the daemon (bounded to 60 s).
 func (h *ctrdHost) cli(args ...string) (string, error) {
-	return runShoal(60*time.Second, append([]string{"--host", h.addr}, args...)...)
+	return runShoal(60*time.Second, append([]string{"--host", h.d.sock()}, args...)...)
 }
 
 // cctx returns ctx carrying the containerd namespace of the host.

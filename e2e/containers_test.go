@@ -32,7 +32,7 @@ func TestServiceRunsRealContainers(t *testing.T) {
 	m := newDaemon(t, "m1")
 	m.start("--init", "--runtime", "containerd", "--containerd", ctrd.Socket,
 		"--containerd-namespace", ctrd.Namespace, "--insecure-registry", reg.Addr)
-	out, err := runShoal(90*time.Second, "--host", m.addr, "service", "create", "--name", "web", "--replicas", "3", "--wait-timeout", "80s", ref)
+	out, err := runShoal(90*time.Second, "--host", m.sock(), "service", "create", "--name", "web", "--replicas", "3", "--wait-timeout", "80s", ref)
 	if err != nil || !strings.Contains(out, "converged") {
 		ps, _ := m.cli("service", "ps", "--no-trunc", "web")
 		t.Fatalf("service create: %v\n%s\n%s", err, out, ps)

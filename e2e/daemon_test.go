@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -97,7 +97,7 @@ func (d *daemon) start(extra ...string) {
 	d.exited = make(chan struct{})
 	go func() { d.cmd.Wait(); logf.Close(); close(d.exited) }()
 	if d.conn == nil {
-		d.conn, err = grpc.NewClient(d.addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		d.conn, err = grpc.NewClient(d.sock(), grpc.WithTransportCredentials(local.NewCredentials()))
 		if err != nil {
 			d.t.Fatal(err)
 		}
@@ -150,9 +150,28 @@ func (d *daemon) signal(sig syscall.Signal) {
 
 func (d *daemon) control() api.ControlClient { return api.NewControlClient(d.conn) }
 
+// sock is the daemon's local API socket as --host takes it (the TCP port
+// needs a client certificate).
+func (d *daemon) sock() string { return "unix://" + filepath.Join(d.dir, "shoal.sock") }
+
+// tcpCLI runs the shoal command line against this daemon's TCP port, as
+// an admin client: the first call has the node issue the client
+// certificate (through its local socket) into the test's folder.
+func (d *daemon) tcpCLI(args ...string) (string, error) {
+	d.t.Helper()
+	certs := filepath.Join(d.dir, "admin-certs")
+	if _, err := os.Stat(filepath.Join(certs, "cert.pem")); err != nil {
+		if out, err := d.cli("cluster", "ca", "issue-client", "--name", "e2e-admin", "--out", certs); err != nil {
+			d.t.Fatalf("issue a client certificate: %v\n%s", err, out)
+		}
+	}
+	return runShoal(60*time.Second, append([]string{"--host", d.addr,
+		"--tlscacert", filepath.Join(certs, "ca.pem"), "--tlscert", filepath.Join(certs, "cert.pem"), "--tlskey", filepath.Join(certs, "key.pem")}, args...)...)
+}
+
 // cli runs the shoal command line against this daemon.
 func (d *daemon) cli(args ...string) (string, error) {
-	cmd := exec.Command(shoalBin, append([]string{"--host", d.addr}, args...)...)
+	cmd := exec.Command(shoalBin, append([]string{"--host", d.sock()}, args...)...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err := cmd.Run()

@@ -56,7 +56,7 @@ func TestServiceLogs(t *testing.T) {
 	m := newDaemon(t, "m1")
 	m.start("--init", "--runtime", "containerd", "--containerd", ctrd.Socket,
 		"--containerd-namespace", ctrd.Namespace, "--insecure-registry", reg.Addr)
-	out, err := runShoal(90*time.Second, "--host", m.addr, "service", "create", "--name", "web", "--replicas", "2", "--wait-timeout", "80s", ref)
+	out, err := runShoal(90*time.Second, "--host", m.sock(), "service", "create", "--name", "web", "--replicas", "2", "--wait-timeout", "80s", ref)
 	if err != nil || !strings.Contains(out, "converged") {
 		ps, _ := m.cli("service", "ps", "--no-trunc", "web")
 		t.Fatalf("service create: %v\n%s\n%s", err, out, ps)
@@ -104,7 +104,7 @@ func TestServiceLogs(t *testing.T) {
 
 	// Follow, then scale down: slot 2 is stopped and says so.
 	var follow syncBuffer
-	cmd := exec.CommandContext(ctx, shoalBin, "--host", m.addr, "service", "logs", "-f", "web")
+	cmd := exec.CommandContext(ctx, shoalBin, "--host", m.sock(), "service", "logs", "-f", "web")
 	cmd.Stdout, cmd.Stderr = &follow, &follow
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -265,12 +266,27 @@ func TestDaemonRefusesMisuse(t *testing.T) {
 	if out, err := d.cli("cluster", "info"); err != nil {
 		t.Fatalf("resumed node: %v\n%s", err, out)
 	}
-	// A wrong token is refused with a clear message.
+	// A token with the cluster's CA digest but a wrong secret is refused
+	// with a clear message.
+	tok, err := d.cli("cluster", "join-token", "-q", "worker")
+	if err != nil {
+		t.Fatalf("join-token: %v\n%s", err, tok)
+	}
+	tok = strings.TrimSpace(tok)
+	wrongSecret := tok[:len(tok)-40] + strings.Repeat("a", 40)
 	other := newDaemon(t, "intruder")
 	out, err = runShoal(30*time.Second, "daemon", "--data-dir", other.dir, "--listen-addr", other.addr,
-		"--join", d.addr, "--token", "SHOAL-1-"+strings.Repeat("a", 40))
+		"--join", d.addr, "--token", wrongSecret)
 	if err == nil || !strings.Contains(out, "token is not valid") {
 		t.Fatalf("join with a wrong token: err=%v\n%s", err, out)
+	}
+	// A token naming another CA: the node refuses the manager before it
+	// sends anything.
+	wrongCA := "SHOAL-1-" + strings.Repeat("b", 52) + tok[len("SHOAL-1-")+52:]
+	out, err = runShoal(30*time.Second, "daemon", "--data-dir", other.dir, "--listen-addr", other.addr,
+		"--join", d.addr, "--token", wrongCA)
+	if err == nil || !strings.Contains(out, "does not match the join token") {
+		t.Fatalf("join with another CA's digest: err=%v\n%s", err, out)
 	}
 }
 
@@ -388,6 +404,7 @@ func TestPromoteAndDemoteDaemon(t *testing.T) {
 		t.Fatalf("promote: %v\n%s", err, out)
 	}
 	poll(t, 15*time.Second, "promoted worker in raft", managers(2))
+	poll(t, 10*time.Second, "promoted node's certificate says manager", w1.certRole(ca.RoleManager))
 	poll(t, 10*time.Second, "promoted node answers the API", func() error {
 		out, err := w1.cli("node", "ls")
 		if err != nil || !strings.Contains(out, "Reachable") {
@@ -399,6 +416,7 @@ func TestPromoteAndDemoteDaemon(t *testing.T) {
 		t.Fatalf("demote: %v\n%s", err, out)
 	}
 	poll(t, 15*time.Second, "demoted node out of raft", managers(1))
+	poll(t, 15*time.Second, "demoted node's certificate says worker", w1.certRole(ca.RoleWorker))
 	poll(t, 15*time.Second, "demoted node stops serving the manager API", func() error {
 		out, err := w1.cli("node", "ls")
 		if err == nil || !strings.Contains(out, "not a manager") {
@@ -426,7 +444,7 @@ func TestDrainedManagerRunsNoTasks(t *testing.T) {
 		}
 		return nil
 	})
-	out, err := runShoal(60*time.Second, "--host", m1.addr, "service", "create", "--name", "web", "--replicas", "4", "--wait-timeout", "50s", "registry.test:5000/web:v1")
+	out, err := runShoal(60*time.Second, "--host", m1.sock(), "service", "create", "--name", "web", "--replicas", "4", "--wait-timeout", "50s", "registry.test:5000/web:v1")
 	if err != nil || !strings.Contains(out, "converged") {
 		t.Fatalf("service create: %v\n%s", err, out)
 	}
@@ -438,7 +456,7 @@ func TestDrainedManagerRunsNoTasks(t *testing.T) {
 		t.Fatalf("tasks on the drained manager, or not running:\n%s", ps)
 	}
 	// Scale and drain a worker: everything moves to the other worker.
-	if out, err := runShoal(60*time.Second, "--host", m1.addr, "service", "scale", "web=6"); err != nil {
+	if out, err := runShoal(60*time.Second, "--host", m1.sock(), "service", "scale", "web=6"); err != nil {
 		t.Fatalf("scale: %v\n%s", err, out)
 	}
 	if out, err := m1.cli("node", "update", "--availability", "drain", "w1"); err != nil {

@@ -112,7 +112,7 @@ func TestNetworkCommands(t *testing.T) {
 func TestAddressPoolSetAtInit(t *testing.T) {
 	d := newDaemon(t, "pool")
 	out, err := runShoal(20*time.Second, "daemon", "--data-dir", d.dir, "--listen-addr", d.addr, "--runtime", "simulated",
-		"--join", "127.0.0.1:1", "--token", "SHOAL-1-"+strings.Repeat("a", 40), "--default-addr-pool", "10.200.0.0/16")
+		"--join", "127.0.0.1:1", "--token", "SHOAL-1-"+strings.Repeat("a", 52)+"-"+strings.Repeat("a", 40), "--default-addr-pool", "10.200.0.0/16")
 	if err == nil || !strings.Contains(out, "give them with --init only") {
 		t.Fatalf("pool without --init: %v\n%s", err, out)
 	}

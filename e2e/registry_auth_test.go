@@ -52,14 +52,14 @@ func TestRegistryAuth(t *testing.T) {
 		"--containerd-namespace", ctrd.Namespace, "--insecure-registry", reg.Addr)
 
 	t.Setenv("SHOAL_CONFIG", config(goodPass))
-	out, err := runShoal(90*time.Second, "--host", m.addr, "service", "create", "--name", "good", "--with-registry-auth", "--wait-timeout", "80s", ref)
+	out, err := runShoal(90*time.Second, "--host", m.sock(), "service", "create", "--name", "good", "--with-registry-auth", "--wait-timeout", "80s", ref)
 	if err != nil || !strings.Contains(out, "converged") {
 		ps, _ := m.cli("service", "ps", "--no-trunc", "good")
 		t.Fatalf("service create with the right credential: %v\n%s\n%s", err, out, ps)
 	}
 
 	t.Setenv("SHOAL_CONFIG", config(wrongPass))
-	out, err = runShoal(30*time.Second, "--host", m.addr, "service", "create", "--name", "bad", "--with-registry-auth", "--detach", badRef)
+	out, err = runShoal(30*time.Second, "--host", m.sock(), "service", "create", "--name", "bad", "--with-registry-auth", "--detach", badRef)
 	if err != nil {
 		t.Fatalf("service create with a wrong credential: %v\n%s", err, out)
 	}
@@ -109,7 +109,7 @@ func TestRegistryAuth(t *testing.T) {
 	if err != nil || !strings.Contains(out, "Loaded image: registry.test:5000/echo:v1") {
 		t.Fatalf("image load: %v\n%s", err, out)
 	}
-	if out, err = m.cli("image", "load", "-i", img.TarPath); err == nil || !strings.Contains(out, "unix socket") {
+	if out, err = m.tcpCLI("image", "load", "-i", img.TarPath); err == nil || !strings.Contains(out, "unix socket") {
 		t.Fatalf("image load over TCP: err=%v\n%s", err, out)
 	}
 	out, err = m.localCLI("volume", "ls")

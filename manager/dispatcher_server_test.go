@@ -37,19 +37,20 @@ func TestDispatcherServedByTheLeader(t *testing.T) {
 	follower := followersOf(tc)[0]
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if _, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w1", Addr: "127.0.0.1:9"}); err != nil {
+	w1, _, err := tc.JoinNode(ctx, leader.Addr, api.NodeRole_NODE_ROLE_WORKER, "127.0.0.1:9")
+	if err != nil {
 		t.Fatal(err)
 	}
 
 	for _, m := range []*TestManager{leader, follower} {
-		resp, err := api.NewDispatcherClient(client(t, m)).Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "w1"})
+		resp, err := api.NewDispatcherClient(client(t, m)).Heartbeat(ctx, &api.HeartbeatRequest{NodeId: w1})
 		if err != nil || resp.LeaderAddr != leader.Addr {
 			t.Fatalf("heartbeat via %s: leader_addr %q, %v; want %s", m.Addr, resp.GetLeaderAddr(), err, leader.Addr)
 		}
 	}
 
 	// A follower refuses the stream and names the leader.
-	s, err := api.NewDispatcherClient(client(t, follower)).Assignments(ctx, &api.AssignmentsRequest{NodeId: "w1"})
+	s, err := api.NewDispatcherClient(client(t, follower)).Assignments(ctx, &api.AssignmentsRequest{NodeId: w1})
 	if err == nil {
 		_, err = s.Recv()
 	}
@@ -60,7 +61,7 @@ func TestDispatcherServedByTheLeader(t *testing.T) {
 	// The leader serves it: a COMPLETE message first.
 	var stream api.Dispatcher_AssignmentsClient
 	waitFor(t, 5*time.Second, "stream on the leader", func() error {
-		s, err := api.NewDispatcherClient(client(t, leader)).Assignments(ctx, &api.AssignmentsRequest{NodeId: "w1"})
+		s, err := api.NewDispatcherClient(client(t, leader)).Assignments(ctx, &api.AssignmentsRequest{NodeId: w1})
 		if err != nil {
 			return err
 		}
@@ -86,7 +87,7 @@ func TestDispatcherServedByTheLeader(t *testing.T) {
 	// return once written (this one is ignored: there is no such task).
 	before := leader.dispatcher.Stats().StatusUpdates
 	_, err = api.NewDispatcherClient(client(t, follower)).UpdateTaskStatus(ctx, &api.UpdateTaskStatusRequest{
-		NodeId:  "w1",
+		NodeId:  w1,
 		Updates: []*api.TaskStatusUpdate{{TaskId: "nope", Status: &api.TaskStatus{State: api.TaskState_TASK_STATE_RUNNING}}},
 	})
 	if err != nil || leader.dispatcher.Stats().StatusUpdates != before+1 {
@@ -110,7 +111,7 @@ func TestDispatcherServedByTheLeader(t *testing.T) {
 		return nil
 	})
 	waitFor(t, 5*time.Second, "stream on the new leader", func() error {
-		s, err := api.NewDispatcherClient(client(t, next)).Assignments(ctx, &api.AssignmentsRequest{NodeId: "w1"})
+		s, err := api.NewDispatcherClient(client(t, next)).Assignments(ctx, &api.AssignmentsRequest{NodeId: w1})
 		if err != nil {
 			return err
 		}
@@ -118,7 +119,7 @@ func TestDispatcherServedByTheLeader(t *testing.T) {
 		return err
 	})
 	// The old leader now sends agents to the new one.
-	s, err = api.NewDispatcherClient(client(t, leader)).Assignments(ctx, &api.AssignmentsRequest{NodeId: "w1"})
+	s, err = api.NewDispatcherClient(client(t, leader)).Assignments(ctx, &api.AssignmentsRequest{NodeId: w1})
 	if err == nil {
 		_, err = s.Recv()
 	}

@@ -86,7 +86,7 @@ func (s *controlServer) ServiceLogs(req *api.ServiceLogsRequest, stream grpc.Ser
 				warn(node, fmt.Errorf("its address is unknown"))
 				return
 			}
-			conn, err := s.m.peers.get(addr)
+			conn, err := s.m.nodes.get(addr)
 			if err != nil {
 				warn(node, err)
 				return

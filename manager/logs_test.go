@@ -15,6 +15,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoalhq/shoal/manager/authz"
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -41,18 +43,19 @@ func (f *fakeLogs) TaskLogs(req *api.TaskLogsRequest, stream grpc.ServerStreamin
 	return nil
 }
 
-// startFakeNode serves a fakeLogs on a loopback port.
-func startFakeNode(t *testing.T) (string, *fakeLogs) {
+// startFakeNode serves a fakeLogs on a loopback port, as node id of
+// tc's cluster would (TLS, authorized).
+func startFakeNode(t *testing.T, tc *TestManagers, id string) (string, *fakeLogs) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := grpc.NewServer()
+	tr := NewTransport(ln, nil, tc.Issue(id, ca.RoleWorker, time.Hour), func() authz.Membership { return nil })
 	f := &fakeLogs{reqs: make(chan *api.TaskLogsRequest, 10)}
-	api.RegisterLogsServer(s, f)
-	go s.Serve(ln)
-	t.Cleanup(s.Stop)
+	api.RegisterLogsServer(tr.GRPC, f)
+	go tr.GRPC.Serve(tr.Mux.GRPCListener())
+	t.Cleanup(tr.Close)
 	return ln.Addr().String(), f
 }
 
@@ -85,8 +88,8 @@ func collectLogs(t *testing.T, cc api.ControlClient, req *api.ServiceLogsRequest
 func TestServiceLogsMergesNodes(t *testing.T) {
 	tc := StartTestManagers(t, 1)
 	m := tc.WaitForLeader(10 * time.Second)
-	addr1, n1 := startFakeNode(t)
-	addr2, n2 := startFakeNode(t)
+	addr1, n1 := startFakeNode(t, tc, "node1")
+	addr2, n2 := startFakeNode(t, tc, "node2")
 	ctx, cancel := ctx5()
 	defer cancel()
 	err := m.Store().Update(ctx, func(tx store.Tx) error {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/shoalhq/shoal/manager/allocator"
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/controlapi"
 	"github.com/shoalhq/shoal/manager/dispatcher"
 	"github.com/shoalhq/shoal/manager/orchestrator"
@@ -41,8 +42,20 @@ type Config struct {
 	// in tests.
 	StreamLayer hraft.StreamLayer
 	Transport   hraft.Transport
-	// Dial reaches other managers' APIs.
-	Dial DialFunc
+	// Dial reaches other managers' APIs (over mutual TLS, accepting only
+	// managers); DialNode reaches any node's (for task logs); nil means
+	// Dial.
+	Dial     DialFunc
+	DialNode DialFunc
+	// ClusterID and RootCA make the cluster when this manager bootstraps
+	// one: this node's certificate was issued under them. CertExpiry, if
+	// set, is the new cluster's certificate lifetime (nanoseconds).
+	ClusterID  string
+	RootCA     *ca.RootCA
+	CertExpiry *int64
+	// CutNode closes every open connection of a node (its streams end);
+	// called for each node removed from the cluster. Nil: none is cut.
+	CutNode func(nodeID string) int
 	// Description is this node's own description, used when it creates
 	// the cluster.
 	Description *api.NodeDescription
@@ -74,7 +87,8 @@ type Manager struct {
 	log        *slog.Logger
 	store      *store.MemoryStore
 	raft       *raft.Node
-	peers      *peerConns
+	peers      *peerConns // managers
+	nodes      *peerConns // any node (task logs)
 	control    *controlapi.Server
 	dispatcher *dispatcher.Dispatcher
 
@@ -90,7 +104,10 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
-	m := &Manager{cfg: cfg, log: cfg.Logger, store: store.New(nil), peers: newPeerConns(cfg.Dial)}
+	if cfg.DialNode == nil {
+		cfg.DialNode = cfg.Dial
+	}
+	m := &Manager{cfg: cfg, log: cfg.Logger, store: store.New(nil), peers: newPeerConns(cfg.Dial), nodes: newPeerConns(cfg.DialNode)}
 	rc := raft.Config{
 		NodeID:             cfg.NodeID,
 		Addr:               cfg.Addr,
@@ -116,6 +133,7 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if err != nil {
 		m.peers.close()
+		m.nodes.close()
 		return nil, err
 	}
 	m.store.SetProposer(m.raft)
@@ -131,10 +149,14 @@ func New(cfg Config) (*Manager, error) {
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
-	m.wg.Add(1)
+	m.wg.Add(2)
 	go func() {
 		defer m.wg.Done()
 		m.runLeaderLoops(ctx)
+	}()
+	go func() {
+		defer m.wg.Done()
+		m.cutRemovedNodes(ctx)
 	}()
 	return m, nil
 }
@@ -200,6 +222,7 @@ func (m *Manager) Stop() error {
 		err = m.raft.Shutdown()
 		m.wg.Wait()
 		m.peers.close()
+		m.nodes.close()
 	})
 	return err
 }

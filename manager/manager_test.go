@@ -2,6 +2,7 @@ package manager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -11,13 +12,15 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
+// client connects to m with m's own (manager) certificate.
 func client(t *testing.T, m *TestManager) *grpc.ClientConn {
 	t.Helper()
-	c, err := DialInsecure(m.Addr)
+	c, err := m.Dial(m.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,13 +88,16 @@ func TestWritesThroughFollowersAreReadEverywhere(t *testing.T) {
 	*bad.Task.Container.StopGracePeriod = -1
 	ctx, cancel := ctx5()
 	defer cancel()
-	before := tc.Managers[0].Store().AppliedIndex()
 	_, err := api.NewControlClient(client(t, fs[0])).CreateService(ctx, &api.CreateServiceRequest{Spec: bad})
 	if status.Code(err) != codes.InvalidArgument || !containsAll(status.Convert(err).Message(), "stop_grace_period") {
 		t.Fatalf("invalid spec: %v", err)
 	}
-	if after := tc.Managers[0].Store().AppliedIndex(); after != before {
-		t.Fatalf("invalid spec moved the applied index %d → %d", before, after)
+	// Nothing was written (other writes, such as the managers' status,
+	// may land meanwhile: look for the service itself).
+	var n int
+	tc.Managers[0].Store().View(func(tx store.ReadTx) { n = len(tx.FindServices(store.All())) })
+	if n != 5 {
+		t.Fatalf("%d services after the refused create, want 5", n)
 	}
 }
 
@@ -111,34 +117,49 @@ func contains(s, sub string) bool {
 func TestJoinTokens(t *testing.T) {
 	tc := StartTestManagers(t, 1)
 	leader := tc.WaitForLeader(10 * time.Second)
-	mc := api.NewMembershipClient(client(t, leader))
 	ctx, cancel := ctx5()
 	defer cancel()
-	_, err := mc.Join(ctx, &api.JoinRequest{Token: "SHOAL-1-" + "abcdefghijklmnopqrstuvwxyz234567abcdefgh", NodeId: "w1", Addr: "127.0.0.1:1"})
-	if status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("wrong token: got %v, want PermissionDenied", err)
+	join := func(token string) (*api.JoinResponse, error) {
+		resp, _, err := JoinCluster(ctx, leader.Addr, token, "", &api.JoinRequest{Addr: "127.0.0.1:1", Description: &api.NodeDescription{Hostname: "worker-1"}})
+		return resp, err
 	}
-	_, err = mc.Join(ctx, &api.JoinRequest{Token: "nonsense", NodeId: "w1", Addr: "127.0.0.1:1"})
-	if status.Code(err) != codes.PermissionDenied {
-		t.Fatalf("malformed token: got %v, want PermissionDenied", err)
+	good := tc.Tokens.Worker
+	if _, err := join(good[:len(good)-40] + "abcdefghijklmnopqrstuvwxyz234567abcdefgh"); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("wrong secret: got %v, want PermissionDenied", err)
 	}
-	resp, err := mc.Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w1", Addr: "127.0.0.1:1",
-		Description: &api.NodeDescription{Hostname: "worker-1"}})
-	if err != nil || resp.Role != api.NodeRole_NODE_ROLE_WORKER || resp.ClusterId != tc.Cluster.Id {
+	if _, err := join("nonsense"); !errors.Is(err, ca.ErrMalformedToken) {
+		t.Fatalf("malformed token: got %v, want ErrMalformedToken", err)
+	}
+	resp, err := join(good)
+	if err != nil || resp.Role != api.NodeRole_NODE_ROLE_WORKER || resp.ClusterId != tc.Cluster.Id || resp.NodeId == "" {
 		t.Fatalf("worker join: %v %v", resp, err)
 	}
-	// Rotation: the old worker token stops working.
+	again, err := join(good)
+	if err != nil || again.NodeId == resp.NodeId {
+		t.Fatalf("a second join must get a new node ID: %v %v", again, err)
+	}
+	// Rotation: the old worker token stops working at once; the manager
+	// token is unchanged.
 	cc := api.NewControlClient(client(t, leader))
 	info, err := cc.GetClusterInfo(ctx, &api.GetClusterInfoRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := cc.UpdateCluster(ctx, &api.UpdateClusterRequest{ClusterId: info.Cluster.Id, Version: info.Cluster.Meta.Version, RotateWorkerToken: true}); err != nil {
+	if info.Cluster.JoinTokens.GetWorker() != good || info.Cluster.GetRootCa().GetKey() != nil || info.Cluster.GossipKeys != nil {
+		t.Fatalf("cluster info: tokens %v, key shown %v, gossip keys shown %v", info.Cluster.JoinTokens, info.Cluster.GetRootCa().GetKey() != nil, info.Cluster.GossipKeys != nil)
+	}
+	rot, err := cc.UpdateCluster(ctx, &api.UpdateClusterRequest{ClusterId: info.Cluster.Id, Version: info.Cluster.Meta.Version, RotateWorkerToken: true})
+	if err != nil {
 		t.Fatalf("rotate: %v", err)
 	}
-	_, err = mc.Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w2", Addr: "127.0.0.1:2"})
-	if status.Code(err) != codes.PermissionDenied {
+	if rot.Cluster.JoinTokens.Worker == good || rot.Cluster.JoinTokens.Manager != tc.Tokens.Manager {
+		t.Fatalf("after rotating the worker token: %v", rot.Cluster.JoinTokens)
+	}
+	if _, err := join(good); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("rotated-out token: got %v, want PermissionDenied", err)
+	}
+	if _, err := join(rot.Cluster.JoinTokens.Worker); err != nil {
+		t.Fatalf("new token: %v", err)
 	}
 }
 
@@ -159,17 +180,23 @@ func TestHeartbeatsMarkNodesReadyThenDown(t *testing.T) {
 	if _, err := cc.UpdateCluster(ctx, &api.UpdateClusterRequest{ClusterId: info.Cluster.Id, Version: info.Cluster.Meta.Version, Spec: cs}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: "w1", Addr: "127.0.0.1:9"}); err != nil {
+	w1, w1creds, err := tc.JoinNode(ctx, leader.Addr, api.NodeRole_NODE_ROLE_WORKER, "127.0.0.1:9")
+	if err != nil {
 		t.Fatal(err)
 	}
-	dc := api.NewDispatcherClient(client(t, leader))
-	resp, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "w1", Addr: "127.0.0.1:9"})
+	wc, err := Dialer(w1creds, ca.ExpectManager)(leader.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wc.Close()
+	dc := api.NewDispatcherClient(wc)
+	resp, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: w1, Addr: "127.0.0.1:9"})
 	if err != nil || resp.Period != int64(100*time.Millisecond) || len(resp.Managers) != 1 {
 		t.Fatalf("heartbeat: %v %v", resp, err)
 	}
 	nodeState := func() api.NodeState {
 		var st api.NodeState
-		leader.Store().View(func(tx store.ReadTx) { st = tx.GetNode("w1").GetStatus().GetState() })
+		leader.Store().View(func(tx store.ReadTx) { st = tx.GetNode(w1).GetStatus().GetState() })
 		return st
 	}
 	if nodeState() != api.NodeState_NODE_STATE_READY {
@@ -181,13 +208,18 @@ func TestHeartbeatsMarkNodesReadyThenDown(t *testing.T) {
 		}
 		return nil
 	})
-	if _, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "w1"}); err != nil {
+	if _, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: w1}); err != nil {
 		t.Fatal(err)
 	}
 	if nodeState() != api.NodeState_NODE_STATE_READY {
 		t.Fatalf("back after a heartbeat: %v", nodeState())
 	}
-	if _, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "ghost"}); status.Code(err) != codes.NotFound {
+	// A worker speaks only for itself.
+	if _, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "ghost"}); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("heartbeat naming another node: got %v, want PermissionDenied", err)
+	}
+	// A manager forwarding for an unknown node gets NotFound.
+	if _, err := api.NewDispatcherClient(client(t, leader)).Heartbeat(ctx, &api.HeartbeatRequest{NodeId: "ghost"}); status.Code(err) != codes.NotFound {
 		t.Fatalf("heartbeat of unknown node: got %v, want NotFound", err)
 	}
 }
@@ -200,10 +232,13 @@ func TestPromoteAndDemote(t *testing.T) {
 	defer cancel()
 
 	// A worker whose manager role is up but not yet in Raft.
-	w := tc.start(t.TempDir(), store.NewID())
-	if _, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{Token: tc.Cluster.JoinTokens.Worker, NodeId: w.NodeID(), Addr: w.Addr}); err != nil {
+	ln := tc.listen()
+	dir := t.TempDir()
+	jr, wcreds, err := JoinCluster(ctx, leader.Addr, tc.Tokens.Worker, dir, &api.JoinRequest{Addr: ln.Addr().String()})
+	if err != nil {
 		t.Fatal(err)
 	}
+	w := tc.startOn(ln, dir, jr.NodeId, wcreds, false, nil)
 	setRole := func(id string, role api.NodeRole) {
 		t.Helper()
 		waitFor(t, 5*time.Second, "update node role", func() error {
@@ -217,6 +252,23 @@ func TestPromoteAndDemote(t *testing.T) {
 		})
 	}
 	setRole(w.NodeID(), api.NodeRole_NODE_ROLE_MANAGER)
+	// As the daemon does: a promoted node first gets a manager certificate.
+	wconn, err := Dialer(wcreds, ca.ExpectManager)(leader.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wconn.Close()
+	key, csr, err := ca.NewKeyAndCSR("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := api.NewNodeCAClient(wconn).RenewCertificate(ctx, &api.RenewCertificateRequest{Csr: csr})
+	if err != nil || renewed.Role != api.NodeRole_NODE_ROLE_MANAGER {
+		t.Fatalf("renew after promotion: %v %v", renewed, err)
+	}
+	if err := wcreds.Update(renewed.Certificate, key, renewed.RootCa); err != nil || wcreds.Identity().Role != ca.RoleManager {
+		t.Fatalf("install the manager certificate: %v (role %s)", err, wcreds.Identity().Role)
+	}
 	dc := api.NewDispatcherClient(client(t, leader))
 	resp, err := dc.Heartbeat(ctx, &api.HeartbeatRequest{NodeId: w.NodeID(), Addr: w.Addr, Role: api.NodeRole_NODE_ROLE_MANAGER})
 	if err != nil || resp.DesiredRole != api.NodeRole_NODE_ROLE_MANAGER {
@@ -286,8 +338,16 @@ func TestJoinWithUnreachableAddressKeepsQuorum(t *testing.T) {
 	leader := tc.WaitForLeader(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	_, err := api.NewMembershipClient(client(t, leader)).Join(ctx, &api.JoinRequest{
-		Token: tc.Cluster.JoinTokens.Manager, NodeId: "ghost", Addr: "127.0.0.1:1"})
+	_, ghost, err := JoinCluster(ctx, leader.Addr, tc.Tokens.Manager, "", &api.JoinRequest{Addr: "127.0.0.1:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gc, err := Dialer(ghost, ca.ExpectManager)(leader.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gc.Close()
+	_, err = api.NewMembershipClient(gc).JoinRaft(ctx, &api.JoinRaftRequest{Addr: "127.0.0.1:1"})
 	if status.Code(err) != codes.FailedPrecondition || !containsAll(status.Convert(err).Message(), "127.0.0.1:1", "advertise-addr") {
 		t.Fatalf("join from an unreachable address: %v", err)
 	}

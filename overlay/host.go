@@ -9,10 +9,11 @@
 //
 // The agent drives a Host: UpdateNetworks with the networks its
 // assignments carry, Attach/Detach from the executor around a task's
-// network namespace, Publish once a task runs (and is healthy) and
-// Withdraw before it is stopped. Everything the managers decide arrives
-// that way; what the other hosts run arrives by gossip, so discovery and
-// load balancing keep working while the managers have no quorum.
+// network namespace, Publish once a task runs (and is healthy),
+// Withdraw before it is stopped, and SetGossipKeys whenever the managers
+// send new gossip keys. Everything the managers decide arrives that way;
+// what the other hosts run arrives by gossip, so discovery and load
+// balancing keep working while the managers have no quorum.
 package overlay
 
 import (
@@ -60,7 +61,13 @@ type Config struct {
 	// GCInterval is how often the host looks for devices no task uses
 	// (removed when found twice in a row); 0 means 30 s.
 	GCInterval time.Duration
-	// Gossip, when set, overrides the gossip timing (tests).
+	// GossipKeys are the cluster's gossip keys from the managers (each
+	// gossip.KeySize bytes, the primary first; see gossip.Config.Keys).
+	// Required: the gossip is always encrypted. Change them later with
+	// SetGossipKeys.
+	GossipKeys [][]byte
+	// Gossip, when set, adjusts the gossip config after the fields above
+	// are applied (tests: timing).
 	Gossip func(*gossip.Config)
 }
 
@@ -104,7 +111,8 @@ type local struct {
 
 // New starts the host's data plane: the VXLAN manager, the gossip table
 // (bound on VTEP) and the DNS server. It fails when the VTEP is not an
-// address of this host or the gossip port is taken.
+// address of this host or the gossip port is taken, and when
+// cfg.GossipKeys are missing or unusable (gossip.ErrInvalidKeys).
 func New(cfg Config) (*Host, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,7 +130,10 @@ func New(cfg Config) (*Host, error) {
 	if err != nil {
 		return nil, fmt.Errorf("overlay: %w", err)
 	}
-	gcfg := gossip.Config{NodeName: cfg.NodeID, BindAddr: netip.AddrPortFrom(cfg.VTEP, uint16(cfg.GossipPort)), Logger: cfg.Logger}
+	gcfg := gossip.Config{
+		NodeName: cfg.NodeID, BindAddr: netip.AddrPortFrom(cfg.VTEP, uint16(cfg.GossipPort)),
+		Logger: cfg.Logger, Keys: cfg.GossipKeys,
+	}
 	if cfg.Gossip != nil {
 		cfg.Gossip(&gcfg)
 	}
@@ -174,6 +185,13 @@ func (h *Host) Join(addrs []string) (int, error) {
 	}
 	return h.table.Join(peers)
 }
+
+// SetGossipKeys installs the gossip keys the managers sent: keys[0]
+// becomes the primary (it encrypts), every key decrypts, and keys no
+// longer listed are dropped (see gossip.Table.SetKeys and the rotation
+// protocol in package gossip). It errs with gossip.ErrInvalidKeys, and
+// changes nothing then. Setting the keys already installed is a no-op.
+func (h *Host) SetGossipKeys(keys [][]byte) error { return h.table.SetKeys(keys) }
 
 // Members returns how many hosts this host's gossip knows, itself
 // included.

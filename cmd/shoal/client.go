@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -17,10 +18,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -102,11 +104,60 @@ func parseHost(s, source string) (endpoint, error) {
 	return endpoint{network: "tcp", address: addr}, nil
 }
 
+// certPathEnv names the folder holding ca.pem, cert.pem and key.pem for
+// the API over TCP, as DOCKER_CERT_PATH does for docker.
+const certPathEnv = "SHOAL_CERT_PATH"
+
+// tlsFiles are where the client's certificate, key and CA come from.
+type tlsFiles struct {
+	ca, cert, key string
+}
+
+// resolveTLSFiles picks the files: each flag, else the file of that name
+// in $SHOAL_CERT_PATH. An incomplete set is an error that says how to get
+// one; none at all is a zero value.
+func resolveTLSFiles(flags tlsFiles, getenv func(string) string) (tlsFiles, error) {
+	if dir := getenv(certPathEnv); dir != "" {
+		for _, f := range []struct {
+			v    *string
+			name string
+		}{{&flags.ca, ca.ClientCAFile}, {&flags.cert, ca.ClientCertFile}, {&flags.key, ca.ClientKeyFile}} {
+			if *f.v == "" {
+				*f.v = filepath.Join(dir, f.name)
+			}
+		}
+	}
+	set := 0
+	for _, v := range []string{flags.ca, flags.cert, flags.key} {
+		if v != "" {
+			set++
+		}
+	}
+	if set != 0 && set != 3 {
+		return tlsFiles{}, fmt.Errorf("give all of --tlscacert, --tlscert and --tlskey (or %s=DIR holding ca.pem, cert.pem and key.pem)", certPathEnv)
+	}
+	return flags, nil
+}
+
+// errNeedCertificate says how to get a client certificate.
+var errNeedCertificate = fmt.Errorf("the API over TCP needs a client certificate of the cluster: on a manager, run `shoal cluster ca issue-client --name NAME --out DIR`, copy DIR here, and pass --tlscacert DIR/ca.pem --tlscert DIR/cert.pem --tlskey DIR/key.pem or set %s=DIR; on a node itself, use its local socket (the default)", certPathEnv)
+
 // transportCredentials is the one place that decides how the connection
-// to the API is secured. It is plain text for now; mutual TLS with the
-// cluster's CA replaces it later.
-func transportCredentials(endpoint) credentials.TransportCredentials {
-	return insecure.NewCredentials()
+// to the API is secured: the local unix socket (root only) needs none;
+// over TCP the client presents its certificate and accepts only a
+// manager of the cluster whose CA it was given.
+func transportCredentials(ep endpoint, files tlsFiles) (credentials.TransportCredentials, error) {
+	if ep.network == "unix" {
+		return local.NewCredentials(), nil
+	}
+	if files.cert == "" {
+		return nil, errNeedCertificate
+	}
+	creds, err := ca.ReadFiles(files.cert, files.key, files.ca)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w", err)
+	}
+	return credentials.NewTLS(creds.ClientConfig(ca.ExpectManager, "h2")), nil
 }
 
 // dialRecorder dials the endpoint and remembers how the last attempt
@@ -158,9 +209,13 @@ type client struct {
 
 // dial prepares a client of the API at ep; the connection is made by the
 // first RPC. Warnings (stale reads) go to stderr.
-func dial(ep endpoint, timeout time.Duration, stderr io.Writer) (*client, error) {
+func dial(ep endpoint, files tlsFiles, timeout time.Duration, stderr io.Writer) (*client, error) {
 	if timeout <= 0 {
 		return nil, fmt.Errorf("invalid argument %q for --timeout: must be more than zero (examples: 10s, 1m)", timeout)
+	}
+	tc, err := transportCredentials(ep, files)
+	if err != nil {
+		return nil, err
 	}
 	d := &dialRecorder{ep: ep, timeout: timeout}
 	authority := ep.address
@@ -168,7 +223,7 @@ func dial(ep endpoint, timeout time.Duration, stderr io.Writer) (*client, error)
 		authority = "localhost"
 	}
 	conn, err := grpc.NewClient("passthrough:///"+authority,
-		grpc.WithTransportCredentials(transportCredentials(ep)),
+		grpc.WithTransportCredentials(tc),
 		grpc.WithContextDialer(d.dial),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxRecvMsgSize)),
 	)

@@ -17,6 +17,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	shoalmanager "github.com/shoalhq/shoal/manager"
+	"github.com/shoalhq/shoal/manager/authz"
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -181,6 +184,87 @@ func startFake(t *testing.T, f api.ControlServer) string {
 	return "unix://" + sock
 }
 
+// writeClientCerts makes a root CA and an admin client's ca.pem, cert.pem
+// and key.pem in a new folder.
+func writeClientCerts(t *testing.T) (dir string, root *ca.RootCA, clusterID string) {
+	t.Helper()
+	root, err := ca.NewRootCA(time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	clusterID = "cluster1"
+	dir = t.TempDir()
+	key, csr, err := ca.NewKeyAndCSR("alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := root.Sign(csr, ca.Identity{ClusterID: clusterID, ID: "alice", Role: ca.RoleAdmin}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteFiles(dir, ca.ClientCertFile, ca.ClientKeyFile, ca.ClientCAFile, leaf, key, root.CertPEM); err != nil {
+		t.Fatal(err)
+	}
+	return dir, root, clusterID
+}
+
+// startTLSFake serves f on a loopback port with a manager certificate of
+// root's cluster, authorizing calls as a node does, and returns the
+// address.
+func startTLSFake(t *testing.T, f api.ControlServer, root *ca.RootCA, clusterID string) string {
+	t.Helper()
+	key, csr, err := ca.NewKeyAndCSR("m1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, err := root.Sign(csr, ca.Identity{ClusterID: clusterID, ID: "m1", Role: ca.RoleManager}, time.Hour, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds, err := ca.NewCredentials(append(leaf, root.CertPEM...), key, root.CertPEM)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := shoalmanager.NewTransport(ln, nil, creds, func() authz.Membership { return nil })
+	api.RegisterControlServer(tr.GRPC, f)
+	go tr.GRPC.Serve(tr.Mux.GRPCListener())
+	t.Cleanup(tr.Close)
+	return ln.Addr().String()
+}
+
+// Over TCP the CLI presents its certificate (from the flags or from
+// SHOAL_CERT_PATH) and checks the manager's; without one it says how to
+// get one.
+func TestTCPWithCertificates(t *testing.T) {
+	dir, root, clusterID := writeClientCerts(t)
+	addr := startTLSFake(t, newFake(), root, clusterID)
+	_, _, err := runCLI("--host", addr, "service", "ls")
+	if err == nil || !strings.Contains(err.Error(), "issue-client") {
+		t.Fatalf("no certificate: %v, want how to get one", err)
+	}
+	out, _, err := runCLI("--host", addr, "--tlscacert", filepath.Join(dir, "ca.pem"), "--tlscert", filepath.Join(dir, "cert.pem"), "--tlskey", filepath.Join(dir, "key.pem"), "service", "ls", "-q")
+	if err != nil || !strings.Contains(out, "\n") {
+		t.Fatalf("with --tls flags: %v\n%s", err, out)
+	}
+	if _, _, err := runCLI("--host", addr, "--tlscert", filepath.Join(dir, "cert.pem"), "service", "ls"); err == nil || !strings.Contains(err.Error(), "all of --tlscacert") {
+		t.Fatalf("an incomplete set of files: %v", err)
+	}
+	t.Setenv(certPathEnv, dir)
+	if out, _, err := runCLI("--host", addr, "service", "ls", "-q"); err != nil {
+		t.Fatalf("with %s: %v\n%s", certPathEnv, err, out)
+	}
+	// A manager of another cluster's CA is refused by the client.
+	_, otherRoot, _ := writeClientCerts(t)
+	other := startTLSFake(t, newFake(), otherRoot, clusterID)
+	if _, _, err := runCLI("--host", other, "service", "ls"); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("a server under another CA: %v", err)
+	}
+}
+
 // newFake returns a server holding the golden-test cluster.
 func newFake() *fakeControl {
 	return &fakeControl{nodes: testNodes(), services: testServices().Services, info: testClusterInfo()}
@@ -273,8 +357,10 @@ func TestTimeout(t *testing.T) {
 			defer c.Close()
 		}
 	}()
+	dir, _, _ := writeClientCerts(t)
 	start := time.Now()
-	_, _, err = runCLI("--host", lis.Addr().String(), "--timeout", "300ms", "service", "ls")
+	_, _, err = runCLI("--host", lis.Addr().String(), "--timeout", "300ms",
+		"--tlscacert", filepath.Join(dir, "ca.pem"), "--tlscert", filepath.Join(dir, "cert.pem"), "--tlskey", filepath.Join(dir, "key.pem"), "service", "ls")
 	if err == nil || !strings.Contains(err.Error(), lis.Addr().String()) || !strings.Contains(err.Error(), "300ms") {
 		t.Errorf("error %v", err)
 	}

@@ -18,7 +18,7 @@ func newClusterCmd(g *globalOptions) *cobra.Command {
 		Use:   "cluster",
 		Short: "Show the cluster and manage its join tokens",
 	}
-	cmd.AddCommand(newClusterInfoCmd(g), newJoinTokenCmd(g), newClusterUpdateCmd(g), newClusterLeaveCmd(g))
+	cmd.AddCommand(newClusterInfoCmd(g), newJoinTokenCmd(g), newClusterUpdateCmd(g), newClusterLeaveCmd(g), newClusterCACmd(g))
 	return cmd
 }
 

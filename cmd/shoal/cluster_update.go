@@ -4,10 +4,12 @@ package main
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -17,6 +19,7 @@ type clusterUpdateOptions struct {
 	heartbeatPeriod string
 	heartbeatGrace  uint32
 	historyLimit    int64
+	certExpiry      string
 }
 
 // apply changes spec for every flag that was given.
@@ -50,8 +53,19 @@ func (o *clusterUpdateOptions) apply(cmd *cobra.Command, spec *api.ClusterSpec) 
 		spec.TaskHistoryRetentionLimit = &v
 		changed = true
 	}
+	if f.Changed("cert-expiry") {
+		v, err := parseDuration("cert-expiry", o.certExpiry)
+		if err != nil {
+			return err
+		}
+		if time.Duration(v) < ca.MinCertLifetime {
+			return flagError("cert-expiry", o.certExpiry, "must be at least 1h (examples: 2160h, 24h)")
+		}
+		spec.CertExpiry = &v
+		changed = true
+	}
 	if !changed {
-		return fmt.Errorf("nothing to change: give at least one of --heartbeat-period, --heartbeat-grace, --task-history-limit")
+		return fmt.Errorf("nothing to change: give at least one of --heartbeat-period, --heartbeat-grace, --task-history-limit, --cert-expiry")
 	}
 	return nil
 }
@@ -65,7 +79,9 @@ func newClusterUpdateCmd(g *globalOptions) *cobra.Command {
 		Long: `Change cluster-wide settings. Agents report every --heartbeat-period
 (default 5s); a node that misses --heartbeat-grace periods in a row
 (default 3) is DOWN and its tasks are replaced elsewhere. The orchestrator
-keeps --task-history-limit dead tasks per slot (default 5).`,
+keeps --task-history-limit dead tasks per slot (default 5). Node and
+client certificates issued from now on live --cert-expiry (default
+2160h, 90 days); nodes renew theirs between 50% and 80% of it.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Check the flags before anything is sent.
@@ -106,5 +122,6 @@ keeps --task-history-limit dead tasks per slot (default 5).`,
 	f.StringVar(&o.heartbeatPeriod, "heartbeat-period", "5s", "how often agents report")
 	f.Uint32Var(&o.heartbeatGrace, "heartbeat-grace", 3, "missed heartbeat periods before a node is DOWN")
 	f.Int64Var(&o.historyLimit, "task-history-limit", 5, "dead tasks kept per slot")
+	f.StringVar(&o.certExpiry, "cert-expiry", "2160h", "lifetime of the certificates issued from now on (at least 1h)")
 	return cmd
 }

@@ -21,6 +21,7 @@ func newDaemonCmd() *cobra.Command {
 		cfg          daemon.Config
 		availability string
 		logLevel     string
+		externalCA   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "daemon",
@@ -39,6 +40,13 @@ func newDaemonCmd() *cobra.Command {
 				return fmt.Errorf("invalid argument %q for --availability: use active, pause or drain", availability)
 			}
 			cfg.Availability = api.NodeAvailability(av)
+			switch len(externalCA) {
+			case 0:
+			case 2:
+				cfg.ExternalCACert, cfg.ExternalCAKey = externalCA[0], externalCA[1]
+			default:
+				return fmt.Errorf("--external-ca takes two files, CERT.pem,KEY.pem: the root CA's certificate and its private key")
+			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("invalid argument %q for --log-level: use debug, info, warn or error", logLevel)
@@ -51,7 +59,12 @@ func newDaemonCmd() *cobra.Command {
 				fmt.Fprintf(out, "Node %s is serving on %s (API socket %s)\n", d.NodeID(), d.Addr(), cfg.SocketPath)
 				if c := d.Cluster(); c != nil {
 					fmt.Fprintf(out, "Cluster %s initialised; this node is its manager.\n\n", c.Id)
-					fmt.Fprintf(out, "To add a worker to this cluster, run the following command:\n\n    shoal daemon --join %s --token %s\n\n", d.Addr(), c.JoinTokens.Worker)
+					tokens, err := d.JoinTokens()
+					if err != nil {
+						fmt.Fprintf(out, "The join tokens could not be read (%v): run 'shoal cluster join-token worker'.\n", err)
+						return
+					}
+					fmt.Fprintf(out, "To add a worker to this cluster, run the following command:\n\n    shoal daemon --join %s --token %s\n\n", d.Addr(), tokens.Worker)
 					fmt.Fprintf(out, "To add a manager to this cluster, run 'shoal cluster join-token manager' and follow the instructions.\n")
 				}
 			}
@@ -79,9 +92,13 @@ func newDaemonCmd() *cobra.Command {
 	f.BoolVar(&cfg.Overlay, "overlay", true, "run the overlay network data plane (VXLAN, service VIPs, DNS) for tasks attached to networks; needs --runtime containerd and a non-loopback advertised address")
 	f.IntVar(&cfg.GossipPort, "gossip-port", 7946, "port (TCP and UDP) on the advertised address where hosts share their tasks' endpoints")
 	f.StringSliceVar(&cfg.DefaultAddressPool, "default-addr-pool", nil, "with --init: CIDR overlay networks get their subnets from when they name none (repeatable; default 10.0.0.0/8)")
+	f.StringSliceVar(&externalCA, "external-ca", nil, "with --init: CERT.pem,KEY.pem of a root CA (ECDSA P-256) to use instead of a generated one; the managers hold its key")
+	f.DurationVar(&cfg.CertExpiry, "cert-expiry", 0, "with --init: lifetime of node and client certificates (default 2160h, 90 days; at least 1h)")
 	f.Uint32Var(&cfg.SubnetSize, "default-addr-pool-mask-length", 0, "with --init: prefix length of the subnets carved from the address pool (default 24)")
 	f.DurationVar(&cfg.OverlayGCInterval, "overlay-gc-interval", 0, "how often unused overlay devices are looked for (default 30s)")
 	_ = f.MarkHidden("overlay-gc-interval")
+	f.DurationVar(&cfg.CertRenewInterval, "cert-renew-interval", 0, "renew the node's certificate this often instead of at 50-80% of its lifetime (tests)")
+	_ = f.MarkHidden("cert-renew-interval")
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "on shutdown, remove the overlay network devices this node made (for a node taken out of service; running containers lose their overlay interfaces)")
 	f.StringSliceVar(&cfg.Containerd.InsecureRegistries, "insecure-registry", nil, "registry HOST:PORT to pull from over plain HTTP (repeatable)")
 	f.DurationVar(&cfg.Simulated.StartDelay, "sim-start-delay", 0, "simulated runtime: how long each task takes to start")

@@ -21,6 +21,9 @@ func newRootCmd() *cobra.Command {
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.host, "host", "", "manager API to use: `HOST:PORT` or unix:///PATH (default $"+hostEnv+", else unix://"+defaultDataDir+"/"+socketName+")")
 	pf.DurationVar(&g.timeout, "timeout", defaultTimeout, "how long to wait for the connection and for each answer")
+	pf.StringVar(&g.tls.ca, "tlscacert", "", "over TCP: the cluster's CA certificate (default $"+certPathEnv+"/ca.pem)")
+	pf.StringVar(&g.tls.cert, "tlscert", "", "over TCP: this client's certificate (default $"+certPathEnv+"/cert.pem)")
+	pf.StringVar(&g.tls.key, "tlskey", "", "over TCP: this client's key (default $"+certPathEnv+"/key.pem)")
 	root.AddCommand(
 		newDaemonCmd(),
 		newClusterCmd(g),
@@ -39,6 +42,7 @@ func newRootCmd() *cobra.Command {
 type globalOptions struct {
 	host    string
 	timeout time.Duration
+	tls     tlsFiles
 	getenv  func(string) string
 }
 
@@ -48,7 +52,11 @@ func (g *globalOptions) connect(cmd *cobra.Command) (*client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return dial(ep, g.timeout, cmd.ErrOrStderr())
+	files, err := resolveTLSFiles(g.tls, g.getenv)
+	if err != nil {
+		return nil, err
+	}
+	return dial(ep, files, g.timeout, cmd.ErrOrStderr())
 }
 
 // commandContext is the command's context, or a background one.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/credentials/local"
 
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -107,7 +107,7 @@ func (h *Host) Conn() (*grpc.ClientConn, error) {
 	if h.conn != nil {
 		return h.conn, nil
 	}
-	c, err := grpc.NewClient("unix://"+h.Socket, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient("unix://"+h.Socket, grpc.WithTransportCredentials(local.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("lab: connect to %s: %w", h.Name, err)
 	}

@@ -2,6 +2,7 @@ package controlapi
 
 import (
 	"context"
+	"time"
 
 	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/store"
@@ -11,8 +12,9 @@ import (
 // GetClusterInfo returns the cluster object (nil before the cluster is
 // initialized), the Raft members as RaftInfo reports them, the answering
 // node's ID, the store's applied index and how many nodes, services and
-// tasks the store holds. The response includes the join tokens: the
-// caller's role is checked by the server's interceptor.
+// tasks the store holds. The response includes the join tokens (computed
+// from the root CA; the caller's role is checked by the server's
+// interceptor) but never the CA key or the gossip keys.
 func (s *Server) GetClusterInfo(ctx context.Context, _ *api.GetClusterInfoRequest) (*api.GetClusterInfoResponse, error) {
 	resp := &api.GetClusterInfoResponse{
 		Members: s.members(),
@@ -20,12 +22,16 @@ func (s *Server) GetClusterInfo(ctx context.Context, _ *api.GetClusterInfoReques
 	}
 	s.store.View(func(tx store.ReadTx) {
 		if clusters := tx.FindClusters(store.All()); len(clusters) > 0 {
-			resp.Cluster = clone(clusters[0])
+			resp.Cluster = clusters[0]
 		}
 		resp.Nodes = uint64(len(tx.FindNodes(store.All())))
 		resp.Services = uint64(len(tx.FindServices(store.All())))
 		resp.Tasks = uint64(len(tx.FindTasks(store.All())))
 	})
+	var err error
+	if resp.Cluster, err = redactCluster(resp.Cluster, true); err != nil {
+		return nil, err
+	}
 	// Read after the View: the counts are at least this recent.
 	resp.StoreHash, resp.AppliedIndex = s.store.HashAndIndex()
 	return resp, nil
@@ -33,8 +39,8 @@ func (s *Server) GetClusterInfo(ctx context.Context, _ *api.GetClusterInfoReques
 
 // UpdateCluster replaces the cluster spec and, when asked, rotates the
 // worker and/or manager join token (a rotated token is a fresh
-// ca.NewJoinToken(); the old one stops admitting new nodes, nodes already
-// in the cluster are unaffected). cluster_id may be empty for "the
+// new nonce for the token's secret; the old one stops admitting new nodes
+// at once, nodes already in the cluster are unaffected). cluster_id may be empty for "the
 // cluster". version must be the cluster's current Meta.Version. A nil
 // spec keeps the current spec (to rotate a token alone); a spec is
 // otherwise validated (see ValidateClusterSpec) and stored as given.
@@ -59,14 +65,16 @@ func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterReques
 			c.Spec = clone(req.GetSpec())
 		}
 		if req.GetRotateWorkerToken() || req.GetRotateManagerToken() {
-			if c.JoinTokens == nil {
-				c.JoinTokens = &api.JoinTokens{}
+			root, err := ClusterRoot(c)
+			if err != nil {
+				return err
 			}
-			if req.GetRotateWorkerToken() {
-				c.JoinTokens.Worker = ca.NewJoinToken()
-			}
-			if req.GetRotateManagerToken() {
-				c.JoinTokens.Manager = ca.NewJoinToken()
+			for role, rotate := range map[ca.Role]bool{ca.RoleWorker: req.GetRotateWorkerToken(), ca.RoleManager: req.GetRotateManagerToken()} {
+				if rotate {
+					if err := RotateJoinToken(c.RootCa, root, role); err != nil {
+						return err
+					}
+				}
 			}
 		}
 		return tx.UpdateCluster(c)
@@ -79,7 +87,11 @@ func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterReques
 	if c == nil {
 		return nil, notFoundf("cluster %s not found (it was removed after the update)", id)
 	}
-	return &api.UpdateClusterResponse{Cluster: clone(c)}, nil
+	out, err := redactCluster(c, true)
+	if err != nil {
+		return nil, err
+	}
+	return &api.UpdateClusterResponse{Cluster: out}, nil
 }
 
 // findCluster returns the cluster with the ID, or the only cluster when
@@ -116,6 +128,9 @@ func ValidateClusterSpec(spec *api.ClusterSpec) error {
 	}
 	if v := spec.HeartbeatGracePeriods; v != nil && *v == 0 {
 		return fieldErr("heartbeat_grace_periods", "must be positive, got 0: unset it for the default of 3 periods")
+	}
+	if v := spec.CertExpiry; v != nil && (time.Duration(*v) < ca.MinCertLifetime || time.Duration(*v) > ca.RootLifetime/2) {
+		return fieldErr("cert_expiry", "must be between %s and %s, got %s", ca.MinCertLifetime, ca.RootLifetime/2, time.Duration(*v))
 	}
 	if v := spec.SnapshotInterval; v != nil && *v == 0 {
 		return fieldErr("snapshot_interval", "must be positive, got 0: unset it for the default of 10000 entries")

@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/protobuf/proto"
@@ -12,18 +13,27 @@ import (
 	"github.com/shoalhq/shoal/proto/api"
 )
 
+// seedCluster stores a cluster with a root CA and gossip key, and
+// returns it as the API shows it (tokens computed, secrets redacted).
 func seedCluster(t *testing.T, st *store.MemoryStore) *api.Cluster {
 	t.Helper()
+	root, err := ca.NewRootCA(time.Now())
+	must(t, err)
+	rc, err := NewClusterCA(root)
+	must(t, err)
 	seed(t, st, func(tx store.Tx) error {
 		return tx.CreateCluster(&api.Cluster{
 			Id:         "c1",
 			Spec:       &api.ClusterSpec{Annotations: &api.Annotations{Name: "default"}},
-			JoinTokens: &api.JoinTokens{Worker: ca.NewJoinToken(), Manager: ca.NewJoinToken()},
+			RootCa:     rc,
+			GossipKeys: [][]byte{NewGossipKey()},
 		})
 	})
 	var c *api.Cluster
 	st.View(func(tx store.ReadTx) { c = tx.GetCluster("c1") })
-	return c
+	shown, err := redactCluster(c, true)
+	must(t, err)
+	return shown
 }
 
 func TestGetClusterInfo(t *testing.T) {
@@ -75,8 +85,11 @@ func TestUpdateCluster(t *testing.T) {
 	if got.GetJoinTokens().GetWorker() == c.GetJoinTokens().GetWorker() {
 		t.Fatal("worker token did not change")
 	}
-	if err := ca.CheckTokenFormat(got.GetJoinTokens().GetWorker()); err != nil {
+	if _, err := ca.ParseToken(got.GetJoinTokens().GetWorker()); err != nil {
 		t.Fatal(err)
+	}
+	if got.GetRootCa().GetKey() != nil || got.GetRootCa().GetWorkerTokenHash() != nil || got.GetGossipKeys() != nil {
+		t.Fatal("the answer shows the CA key, a token hash or the gossip keys")
 	}
 	if got.GetJoinTokens().GetManager() != c.GetJoinTokens().GetManager() {
 		t.Fatal("manager token changed without being asked")
@@ -112,7 +125,7 @@ func TestUpdateCluster(t *testing.T) {
 	wantCode(t, err, codes.NotFound, "cluster nosuch not found")
 	var now *api.Cluster
 	st.View(func(tx store.ReadTx) { now = tx.GetCluster("c1") })
-	if !proto.Equal(now, got2) {
+	if now, err = redactCluster(now, true); err != nil || !proto.Equal(now, got2) {
 		t.Fatal("a refused update wrote")
 	}
 }

@@ -3,6 +3,7 @@ package controlapi
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/proto/api"
@@ -166,7 +167,8 @@ func CheckManagerRemoval(tx store.ReadTx, node *api.Node, ref, verb string, memb
 	return nil
 }
 
-// RemoveNode deletes a node from the cluster. It refuses (with
+// RemoveNode deletes a node from the cluster and lists it as removed, so
+// its certificate is refused from the moment the write commits. It refuses (with
 // FailedPrecondition) a node whose observed or desired role is manager,
 // and a node whose status is not DOWN unless force is set. In the same
 // transaction it sets desired state SHUTDOWN on the node's tasks whose
@@ -186,6 +188,9 @@ func (s *Server) RemoveNode(ctx context.Context, req *api.RemoveNodeRequest) (*a
 			return preconditionf("node %s is not down; stop it first or use --force", ref)
 		}
 		if err := tx.DeleteNode(n.GetId()); err != nil {
+			return err
+		}
+		if err := DenyNodeTx(tx, n.GetId(), time.Now()); err != nil {
 			return err
 		}
 		for _, t := range tx.FindTasks(store.ByNodeID(n.GetId())) {

@@ -128,6 +128,16 @@ func (d *Dispatcher) current() *runState {
 	return d.run
 }
 
+// StreamingNodes is how many nodes have an assignment stream open on this
+// dispatcher (0 when it is not running).
+func (d *Dispatcher) StreamingNodes() int {
+	rs := d.current()
+	if rs == nil {
+		return 0
+	}
+	return rs.hub.nodes()
+}
+
 // Period is the heartbeat period in force.
 func (d *Dispatcher) Period() time.Duration {
 	p, _ := d.timing()
@@ -171,14 +181,18 @@ func (d *Dispatcher) ReportedRole(nodeID string) (api.NodeRole, bool) {
 
 // Heartbeat records a node's heartbeat (leader only) and answers with the
 // node's desired role, the period, the managers, the node's own network
-// attachments and the ingress network. It writes the node
+// attachments, the ingress network and the gossip keys. It writes the node
 // only when its state, address or description changed. Fails with
 // ErrNodeRemoved for an unknown node.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
 	var node *api.Node
 	var ingress *api.Network
+	var gossipKeys [][]byte
 	d.cfg.Store.View(func(tx store.ReadTx) {
 		node = tx.GetNode(req.NodeId)
+		if cs := tx.FindClusters(store.All()); len(cs) > 0 {
+			gossipKeys = cs[0].GetGossipKeys()
+		}
 		for _, n := range tx.FindNetworks(store.All()) {
 			if n.GetIngress() {
 				ingress = n
@@ -210,7 +224,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 			return nil, err
 		}
 	}
-	resp := &api.HeartbeatResponse{Period: int64(d.Period()), Attachments: node.GetAttachments(), Ingress: ingress}
+	resp := &api.HeartbeatResponse{Period: int64(d.Period()), Attachments: node.GetAttachments(), Ingress: ingress, GossipKeys: gossipKeys}
 	if node.Spec != nil {
 		resp.DesiredRole = node.Spec.DesiredRole
 	}

@@ -186,3 +186,10 @@ func (s *subscription) take() (events []store.Event, ended, overflowed bool) {
 	events, s.events = s.events, nil
 	return events, s.ended, s.overflowed
 }
+
+// nodes is how many nodes have an assignment stream open.
+func (h *hub) nodes() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.subs)
+}

@@ -18,7 +18,7 @@ import (
 	"github.com/shoalhq/shoal/agent"
 	"github.com/shoalhq/shoal/agent/runtime/simulated"
 	"github.com/shoalhq/shoal/manager"
-	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -41,6 +41,7 @@ type Agent struct {
 	Hostname string
 	Dir      string
 	Exec     *simulated.Executor
+	Creds    *ca.Credentials
 	agent    *agent.Agent
 	cancel   context.CancelFunc
 	done     chan error
@@ -54,6 +55,7 @@ type Cluster struct {
 	Managers *manager.TestManagers
 	Agents   []*Agent
 	opts     Options
+	admin    *ca.Credentials
 	mu       sync.Mutex
 	conns    map[string]*grpc.ClientConn
 }
@@ -65,6 +67,7 @@ func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	c := &Cluster{t: t, opts: opts, conns: map[string]*grpc.ClientConn{}}
 	c.Managers = manager.StartTestManagers(t, opts.Managers)
+	c.admin = c.Managers.Admin()
 	t.Cleanup(c.stop)
 	c.Managers.WaitForLeader(10 * time.Second)
 	if opts.HeartbeatPeriod > 0 {
@@ -107,14 +110,14 @@ func (c *Cluster) managerAddrs() []string {
 	return out
 }
 
-// Conn returns a cached client connection to addr.
+// Conn returns a cached client connection to addr, as an admin client.
 func (c *Cluster) Conn(addr string) *grpc.ClientConn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cc, ok := c.conns[addr]; ok {
 		return cc
 	}
-	cc, err := manager.DialInsecure(addr)
+	cc, err := manager.Dialer(c.admin, ca.ExpectManager)(addr)
 	if err != nil {
 		c.t.Fatalf("dial %s: %v", addr, err)
 	}
@@ -162,20 +165,20 @@ func (c *Cluster) drain(id string) {
 // startAgent joins a new worker and runs its agent.
 func (c *Cluster) startAgent(hostname string) *Agent {
 	c.t.Helper()
-	a := &Agent{ID: store.NewID(), Hostname: hostname, opts: c.opts}
+	a := &Agent{Hostname: hostname, opts: c.opts}
 	if !c.opts.InMemoryAgents {
 		a.Dir = c.t.TempDir()
 	}
 	l := c.Managers.WaitForLeader(10 * time.Second)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := api.NewMembershipClient(c.Conn(l.Addr)).Join(ctx, &api.JoinRequest{
-		Token: c.Managers.Cluster.JoinTokens.Worker, NodeId: a.ID, Addr: "127.0.0.1:1",
-		Description: a.description(),
+	resp, creds, err := manager.JoinCluster(ctx, l.Addr, c.Managers.Tokens.Worker, "", &api.JoinRequest{
+		Addr: "127.0.0.1:1", Description: a.description(),
 	})
 	if err != nil {
 		c.t.Fatalf("join %s: %v", hostname, err)
 	}
+	a.ID, a.Creds = resp.NodeId, creds
 	a.managers = c.managerAddrs()
 	a.run(simulated.New(c.opts.Simulated))
 	return a
@@ -193,7 +196,7 @@ func (a *Agent) run(exec *simulated.Executor) {
 		Addr:        "127.0.0.1:1",
 		Description: a.description(),
 		Managers:    a.managers,
-		Dial:        manager.DialInsecure,
+		Dial:        manager.Dialer(a.Creds, ca.ExpectManager),
 		Executor:    exec,
 		StateDir:    a.Dir,
 		Period:      a.opts.HeartbeatPeriod,

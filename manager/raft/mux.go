@@ -2,6 +2,8 @@ package raft
 
 import (
 	"bufio"
+	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"sync"
@@ -10,40 +12,74 @@ import (
 	hraft "github.com/hashicorp/raft"
 )
 
-// raftConnPrefix is the first byte a Raft connection sends on the shared
-// port. gRPC (HTTP/2) connections start with 'P' of the client preface.
-const raftConnPrefix byte = 0xAF
+// ALPN protocols on the shared port: gRPC speaks HTTP/2 ("h2"), Raft its
+// own.
+const (
+	ALPNGRPC = "h2"
+	ALPNRaft = "shoal-raft/1"
+)
 
-// Mux splits one TCP listener between gRPC and Raft: a connection whose
-// first byte is the Raft prefix goes to the Raft transport, every other
-// connection to the gRPC server. One port per node keeps operators' firewall
-// rules and join addresses simple.
+// handshakeTimeout bounds a connection's TLS handshake, so a silent or
+// slow peer cannot pin a goroutine.
+const handshakeTimeout = 10 * time.Second
+
+// tlsRecordHandshake is the first byte of a TLS connection (a handshake
+// record); anything else is plaintext and is closed without an answer.
+const tlsRecordHandshake = 0x16
+
+// MuxConfig secures a Mux.
+type MuxConfig struct {
+	// TLS is the server side of the port; it must offer ALPNGRPC and
+	// ALPNRaft and ask for client certificates.
+	TLS *tls.Config
+	// RaftClient is the client side for dialing other managers' Raft; it
+	// must offer ALPNRaft, present a manager certificate and accept only
+	// managers.
+	RaftClient *tls.Config
+	// AuthorizeRaft accepts or refuses the peer of an incoming Raft
+	// connection (only managers of this cluster may speak Raft).
+	AuthorizeRaft func(tls.ConnectionState) error
+	// PeerID names the node behind a connection ("" for none), so that
+	// Cut can close every connection of a node.
+	PeerID func(tls.ConnectionState) string
+}
+
+// Mux serves one TCP port with TLS and splits it between gRPC and Raft
+// by the ALPN protocol the client negotiated: every connection must be
+// TLS (a plaintext one is closed without an answer), a Raft connection
+// must come from a manager (AuthorizeRaft). One port per node keeps
+// operators' firewall rules and join addresses simple.
 type Mux struct {
 	ln      net.Listener
+	cfg     MuxConfig
 	grpc    *chanListener
 	advAddr net.Addr
 	once    sync.Once
 
-	mu   sync.Mutex
-	raft *chanListener // the current Raft side; nil while no Raft runs
+	mu    sync.Mutex
+	raft  *chanListener // the current Raft side; nil while no Raft runs
+	conns map[string]map[net.Conn]struct{}
 }
 
-// NewMux starts splitting ln. advertise is the address other managers dial
+// NewMux starts serving ln. advertise is the address other managers dial
 // for Raft (the node's advertised address); nil means ln's address.
-func NewMux(ln net.Listener, advertise net.Addr) *Mux {
+func NewMux(ln net.Listener, advertise net.Addr, cfg MuxConfig) *Mux {
 	if advertise == nil {
 		advertise = ln.Addr()
 	}
 	m := &Mux{
 		ln:      ln,
+		cfg:     cfg,
 		grpc:    newChanListener(ln.Addr()),
 		advAddr: advertise,
+		conns:   map[string]map[net.Conn]struct{}{},
 	}
 	go m.serve()
 	return m
 }
 
-// GRPCListener returns the listener for the gRPC server.
+// GRPCListener returns the listener for the gRPC server. It yields
+// *tls.Conn values whose handshake is done.
 func (m *Mux) GRPCListener() net.Listener { return m.grpc }
 
 // StreamLayer returns a new Raft side as a hashicorp/raft stream layer,
@@ -60,7 +96,20 @@ func (m *Mux) StreamLayer() hraft.StreamLayer {
 	if old != nil {
 		old.close()
 	}
-	return &streamLayer{l: l}
+	return &streamLayer{l: l, tls: m.cfg.RaftClient}
+}
+
+// Cut closes every open connection from the node id (Raft and gRPC, with
+// their streams); used when the node is removed.
+func (m *Mux) Cut(id string) int {
+	m.mu.Lock()
+	conns := m.conns[id]
+	delete(m.conns, id)
+	m.mu.Unlock()
+	for c := range conns {
+		c.Close()
+	}
+	return len(conns)
 }
 
 func (m *Mux) raftSide() *chanListener {
@@ -98,29 +147,87 @@ func (m *Mux) serve() {
 	}
 }
 
-// route reads the first byte (bounded by a deadline, so a silent peer
-// cannot pin a goroutine) and hands the connection on.
+// route refuses plaintext, does the TLS handshake (bounded by a
+// deadline) and hands the connection to its side.
 func (m *Mux) route(c net.Conn) {
-	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	br := bufio.NewReaderSize(c, 1)
 	b, err := br.Peek(1)
-	_ = c.SetReadDeadline(time.Time{})
+	if err != nil || b[0] != tlsRecordHandshake {
+		c.Close()
+		return
+	}
+	tc := tls.Server(&peekedConn{Conn: c, r: br}, m.cfg.TLS)
+	ctx, cancel := context.WithTimeout(context.Background(), handshakeTimeout)
+	err = tc.HandshakeContext(ctx)
+	cancel()
+	_ = c.SetDeadline(time.Time{})
 	if err != nil {
 		c.Close()
 		return
 	}
-	if b[0] == raftConnPrefix {
-		_, _ = br.Discard(1)
-		r := m.raftSide()
-		if r == nil {
+	cs := tc.ConnectionState()
+	var side *chanListener
+	switch cs.NegotiatedProtocol {
+	case ALPNRaft:
+		if m.cfg.AuthorizeRaft == nil || m.cfg.AuthorizeRaft(cs) != nil {
 			c.Close()
 			return
 		}
-		r.deliver(&peekedConn{Conn: c, r: br})
+		side = m.raftSide()
+	case ALPNGRPC:
+		side = m.grpc
+	}
+	if side == nil {
+		c.Close()
 		return
 	}
-	m.grpc.deliver(&peekedConn{Conn: c, r: br})
+	var conn net.Conn = tc
+	if m.cfg.PeerID != nil {
+		if id := m.cfg.PeerID(cs); id != "" {
+			conn = m.track(id, tc)
+		}
+	}
+	side.deliver(conn)
 }
+
+// track remembers conn as one of node id's until it is closed.
+func (m *Mux) track(id string, tc *tls.Conn) net.Conn {
+	t := &trackedConn{Conn: tc}
+	t.untrack = func() {
+		m.mu.Lock()
+		if set := m.conns[id]; set != nil {
+			delete(set, t)
+			if len(set) == 0 {
+				delete(m.conns, id)
+			}
+		}
+		m.mu.Unlock()
+	}
+	m.mu.Lock()
+	if m.conns[id] == nil {
+		m.conns[id] = map[net.Conn]struct{}{}
+	}
+	m.conns[id][t] = struct{}{}
+	m.mu.Unlock()
+	return t
+}
+
+// trackedConn is a TLS connection the mux can cut; it still exposes the
+// TLS state for the gRPC credentials (TLSConn).
+type trackedConn struct {
+	net.Conn
+	once    sync.Once
+	untrack func()
+}
+
+func (t *trackedConn) Close() error {
+	t.once.Do(t.untrack)
+	return t.Conn.Close()
+}
+
+// TLSConn returns the underlying TLS connection.
+func (t *trackedConn) TLSConn() *tls.Conn { return t.Conn.(*tls.Conn) }
 
 // peekedConn is a connection whose first bytes sit in a buffered reader.
 type peekedConn struct {
@@ -165,10 +272,11 @@ func (l *chanListener) Close() error { l.close(); return nil }
 
 func (l *chanListener) Addr() net.Addr { return l.addr }
 
-// streamLayer dials peers with the Raft prefix and accepts the mux's Raft
-// connections.
+// streamLayer dials peers with TLS (ALPN Raft, a manager certificate) and
+// accepts the mux's Raft connections.
 type streamLayer struct {
-	l *chanListener
+	l   *chanListener
+	tls *tls.Config
 }
 
 func (s *streamLayer) Accept() (net.Conn, error) { return s.l.Accept() }
@@ -176,13 +284,11 @@ func (s *streamLayer) Close() error              { return s.l.Close() }
 func (s *streamLayer) Addr() net.Addr            { return s.l.Addr() }
 
 func (s *streamLayer) Dial(address hraft.ServerAddress, timeout time.Duration) (net.Conn, error) {
-	c, err := net.DialTimeout("tcp", string(address), timeout)
-	if err != nil {
-		return nil, err
+	if s.tls == nil {
+		return nil, errors.New("raft: no TLS configuration to dial managers with")
 	}
-	if _, err := c.Write([]byte{raftConnPrefix}); err != nil {
-		c.Close()
-		return nil, err
-	}
-	return c, nil
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	d := tls.Dialer{Config: s.tls}
+	return d.DialContext(ctx, "tcp", string(address))
 }

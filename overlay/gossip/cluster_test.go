@@ -3,6 +3,7 @@ package gossip
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -104,6 +105,14 @@ func (c *testCluster) addr(i int) netip.AddrPort {
 	return netip.AddrPortFrom(netip.AddrFrom4([4]byte{c.prefix[0], c.prefix[1], c.prefix[2], byte(i)}), c.port)
 }
 
+// testKey returns gossip key number n: KeySize bytes, fixed for n and
+// different for every n. (Clusters are kept apart by their labels, not
+// their keys.)
+func testKey(n int) []byte {
+	k := sha256.Sum256(fmt.Appendf(nil, "shoal gossip test key %d", n))
+	return k[:]
+}
+
 // name returns node i's name.
 func name(i int) string { return fmt.Sprintf("h%d", i) }
 
@@ -113,6 +122,7 @@ func (c *testCluster) config(i int) Config {
 		NodeName: name(i),
 		BindAddr: c.addr(i),
 		Label:    c.label,
+		Keys:     [][]byte{testKey(1)},
 		Logger:   slog.New(slog.NewTextHandler(c.logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 	}
 	if c.opts.mod != nil {

@@ -18,6 +18,15 @@ const DefaultPort = 7946
 // program's memberlist) are dropped.
 const DefaultLabel = "shoal-endpoints"
 
+// maxLabelBytes bounds Config.Label so that the largest delta still fits
+// in a gossip packet. memberlist packs broadcasts into UDPBufferSize
+// (1400) bytes less its compound header (2), the label header (2 + the
+// label) and the encryption overhead (29: version byte, nonce, GCM tag),
+// and frames each of our messages with 3 bytes: 1400 - 2 - 2 - 29 - 3 -
+// maxDeltaBytes (1200) = 164. A longer label would leave the largest
+// deltas unsent.
+const maxLabelBytes = 1400 - 2 - 2 - 29 - 3 - maxDeltaBytes
+
 // LAN timing defaults: a dead host's entries leave every table within a
 // few seconds in a cluster of a few hundred hosts (see doc.go for the
 // arithmetic and the measured numbers).
@@ -68,8 +77,18 @@ type Config struct {
 	// them.
 	Logger *slog.Logger
 	// Label separates gossip clusters sharing a network; "" means
-	// DefaultLabel. Every member of a cluster must use the same label.
+	// DefaultLabel. Every member of a cluster must use the same label. It
+	// travels in clear and is authenticated with the keys; at most 164
+	// bytes.
 	Label string
+	// Keys are the cluster's gossip keys, as the managers hand them out:
+	// each exactly KeySize (32) bytes, for AES-256-GCM, none listed twice.
+	// Keys[0], the primary, encrypts everything this node sends; every key
+	// is tried on what it receives. At least one is required: gossip is
+	// never sent or accepted in clear. Start copies them; change them
+	// later with Table.SetKeys (see the rotation protocol in the package
+	// documentation). They are secret: do not log a Config.
+	Keys [][]byte
 	// Incarnation orders this run of the node after its previous runs:
 	// entries gossiped by a run with a lower incarnation are dropped when
 	// this one's become known. 0 means the start time in nanoseconds,
@@ -141,9 +160,14 @@ func (c Config) withDefaults() (Config, error) {
 	if c.Label == "" {
 		c.Label = DefaultLabel
 	}
-	if len(c.Label) > 255 {
-		return bad("Label of %d bytes: memberlist allows 255", len(c.Label))
+	if len(c.Label) > maxLabelBytes {
+		return bad("Label of %d bytes: keep it to %d, so that the largest endpoint still fits in an encrypted gossip packet", len(c.Label), maxLabelBytes)
 	}
+	keys, err := validateKeys(c.Keys)
+	if err != nil {
+		return Config{}, err
+	}
+	c.Keys = keys
 	if c.Incarnation == 0 {
 		c.Incarnation = uint64(time.Now().UnixNano())
 	}
@@ -193,8 +217,10 @@ func (c Config) withDefaults() (Config, error) {
 }
 
 // memberlistConfig returns memberlist's configuration for c (defaults
-// applied), with the table's delegates.
-func (c Config) memberlistConfig(d memberlist.Delegate, ev memberlist.EventDelegate) *memberlist.Config {
+// applied), with the table's delegates and keyring. Encryption is
+// enforced both ways: memberlist drops what arrives in clear or under a
+// key not in kr, and never sends in clear.
+func (c Config) memberlistConfig(d memberlist.Delegate, ev memberlist.EventDelegate, kr *memberlist.Keyring) *memberlist.Config {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = c.NodeName
 	mc.BindAddr = c.BindAddr.Addr().String()
@@ -202,6 +228,9 @@ func (c Config) memberlistConfig(d memberlist.Delegate, ev memberlist.EventDeleg
 	mc.AdvertiseAddr = mc.BindAddr
 	mc.AdvertisePort = mc.BindPort
 	mc.Label = c.Label
+	mc.Keyring = kr
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
 	mc.ProbeInterval = c.ProbeInterval
 	mc.ProbeTimeout = c.ProbeTimeout
 	mc.SuspicionMult = c.SuspicionMult

@@ -68,9 +68,59 @@
 //
 // memberlist binds TCP and UDP on the host's underlay address
 // (Config.BindAddr, port 7946 by default) and joins only IP literals, so
-// it never sends a DNS query. Its packets carry a label
-// (Config.Label) that keeps other clusters' gossip out. There is no
-// encryption or authentication yet: any host that can reach the port can
-// read and inject endpoints. (mTLS comes later, through memberlist's
-// Transport.) memberlist's log goes to Config.Logger.
+// it never sends a DNS query. Its packets and streams carry a label
+// (Config.Label) that keeps other clusters' gossip out, and are encrypted
+// (next section). memberlist's log goes to Config.Logger.
+//
+// # Encryption and keys
+//
+// Every packet and stream is encrypted and authenticated by memberlist
+// with AES-256-GCM, under keys the managers generate and hand to the
+// agents over their mutual-TLS sessions: Config.Keys at Start,
+// Table.SetKeys afterwards. A table holds one or a few keys of KeySize
+// (32) bytes. The first, the primary, encrypts everything it sends; every
+// key is tried on what it receives. Encryption is enforced both ways
+// (memberlist's GossipVerifyIncoming and GossipVerifyOutgoing): what
+// arrives in clear or under no key the table holds is dropped before any
+// of it is read (memberlist logs "no installed keys could decrypt the
+// message" or "Decrypt packet failed"), and nothing goes out in clear.
+// The label travels in clear in front of the ciphertext, so that other
+// clusters' traffic is dropped without trying keys, and it is
+// authenticated as GCM associated data: a packet moved to another label
+// does not decrypt.
+//
+// A host that holds no key the others encrypt with, or that encrypts with
+// a key they lack, cannot take part: its Join fails with ErrJoin, the
+// others' reconnects to it fail, a member that loses the shared key is
+// declared failed within the failure-detection time (see Timing), and no
+// endpoint crosses either way. To the others it is a host that is down,
+// and to it they are. It rejoins by itself (reconnects, orphan repair,
+// the agent's Join) once it holds their keys again.
+//
+// # Key rotation
+//
+// A node reads a peer only if it holds the peer's primary. So the
+// managers rotate from key old to key new in three steps, each one done
+// on every node (every node has acknowledged it) before the next starts:
+//
+//  1. Install: every node gets [old, new]. Everyone still encrypts with
+//     old; new now decrypts everywhere.
+//  2. Use: every node gets [new, old]. Nodes switch one by one; since
+//     every node holds both keys, each reads those already switched and
+//     those not yet.
+//  3. Remove: every node gets [new]. Nobody encrypts with old any more.
+//
+// Endpoints keep flowing through every step; no packet fails to decrypt
+// (TestKeyRotation). Skipping step 1 (giving [new, old] to nodes whose
+// peers hold only old) cuts each switched node off until the rest catch
+// up: its peers cannot read it and declare it failed within seconds, and
+// its endpoints leave their tables (TestRotationWithoutInstallCutsOff).
+// Only an emergency rotation (a leaked key) should do that, by going
+// straight to [new]. A node that was down during a rotation is cut off
+// as above until the managers give it the current list, when its
+// session with them resumes.
+//
+// SetKeys adds the keys the table lacks, switches the primary, then
+// removes the keys no longer listed, while gossip runs; setting the keys
+// already installed is a no-op.
 package gossip

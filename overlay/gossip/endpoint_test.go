@@ -49,7 +49,7 @@ func TestNormalize(t *testing.T) {
 }
 
 func TestConfigDefaults(t *testing.T) {
-	c, err := Config{NodeName: "h1", BindAddr: netip.MustParseAddrPort("127.0.0.2:0")}.withDefaults()
+	c, err := Config{NodeName: "h1", BindAddr: netip.MustParseAddrPort("127.0.0.2:0"), Keys: [][]byte{testKey(1)}}.withDefaults()
 	if err != nil {
 		t.Fatalf("withDefaults = %v", err)
 	}
@@ -67,8 +67,10 @@ func TestConfigDefaults(t *testing.T) {
 		{"unspecified address", Config{NodeName: "h", BindAddr: netip.MustParseAddrPort("0.0.0.0:7946")}, "BindAddr"},
 		{"negative knob", Config{NodeName: "h", BindAddr: netip.MustParseAddrPort("127.0.0.2:1"), GossipInterval: -time.Second}, "GossipInterval"},
 		{"probe timeout above interval", Config{NodeName: "h", BindAddr: netip.MustParseAddrPort("127.0.0.2:1"), ProbeTimeout: time.Second}, "ProbeTimeout"},
+		{"label too long for a packet", Config{NodeName: "h", BindAddr: netip.MustParseAddrPort("127.0.0.2:1"), Label: strings.Repeat("l", maxLabelBytes+1)}, "Label"},
 	}
 	for _, tc := range tests {
+		tc.c.Keys = [][]byte{testKey(1)}
 		_, err := tc.c.withDefaults()
 		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want ErrConfig naming %q", tc.name, err, tc.want)

@@ -6,7 +6,15 @@ var (
 	// ErrConfig is returned by Start for a Config it cannot use: an empty
 	// node name, a bind address that is not one specific IP, a negative
 	// timing knob. Nothing was started; fix the field the message names.
+	// (Unusable keys give ErrInvalidKeys instead.)
 	ErrConfig = errors.New("gossip: invalid config")
+
+	// ErrInvalidKeys is returned by Start (for Config.Keys) and SetKeys
+	// for a key list the table cannot use: no key, a key that is not
+	// exactly KeySize bytes, or a key listed twice. Nothing was started or
+	// changed; pass the raw keys the managers generated, the primary
+	// first. The message never contains key material.
+	ErrInvalidKeys = errors.New("gossip: invalid keys")
 
 	// ErrBind is returned by Start when memberlist cannot listen on
 	// Config.BindAddr (TCP and UDP): the address is not assigned to this

@@ -28,6 +28,11 @@ type Table struct {
 	// while it calls our event delegate, which takes mu).
 	members atomic.Int32
 
+	// keyring is memberlist's, shared with its send and receive paths;
+	// keysMu serialises our changes to it (see SetKeys).
+	keyring *memberlist.Keyring
+	keysMu  sync.Mutex
+
 	// life serialises Leave and Shutdown.
 	life sync.Mutex
 
@@ -55,16 +60,25 @@ type failedPeer struct {
 
 // Start listens on cfg.BindAddr and returns a table holding no endpoint
 // but this node's (none yet) and no peer: call Join with the addresses of
-// a few other agents. It errs with ErrConfig for a config it cannot use
-// and ErrBind when memberlist cannot listen.
+// a few other agents. Everything it sends is encrypted with cfg.Keys[0];
+// it accepts only what decrypts under one of cfg.Keys. It errs with
+// ErrConfig for a config it cannot use, ErrInvalidKeys for unusable
+// cfg.Keys, and ErrBind when memberlist cannot listen.
 func Start(cfg Config) (*Table, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
+	kr, err := newKeyring(cfg.Keys)
+	if err != nil {
+		return nil, err
+	}
+	nkeys, primary := len(cfg.Keys), keyID(cfg.Keys[0])
+	cfg.Keys = nil // the keyring is the one current copy (SetKeys)
 	t := &Table{
 		cfg:     cfg,
 		log:     cfg.Logger.With("component", "gossip", "node", cfg.NodeName),
+		keyring: kr,
 		st:      newState(cfg.NodeName, cfg.Incarnation, cfg.BindAddr),
 		alive:   map[string]string{},
 		failed:  map[string]failedPeer{},
@@ -79,7 +93,7 @@ func Start(cfg Config) (*Table, error) {
 		NumNodes:       func() int { return int(t.members.Load()) },
 		RetransmitMult: cfg.RetransmitMult,
 	}
-	mc := cfg.memberlistConfig(delegate{t}, events{t})
+	mc := cfg.memberlistConfig(delegate{t}, events{t}, kr)
 	if cfg.wrapTransport != nil {
 		nt, err := memberlist.NewNetTransport(&memberlist.NetTransportConfig{
 			BindAddrs: []string{mc.BindAddr}, BindPort: mc.BindPort, Logger: mc.Logger,
@@ -102,7 +116,7 @@ func Start(cfg Config) (*Table, error) {
 	t.wg.Add(2)
 	go t.maintain()
 	go t.joiner()
-	t.log.Info("gossip started", "bind", cfg.BindAddr, "incarnation", cfg.Incarnation)
+	t.log.Info("gossip started", "bind", cfg.BindAddr, "incarnation", cfg.Incarnation, "keys", nkeys, "primary", primary)
 	return t, nil
 }
 

@@ -436,6 +436,112 @@ func (x *UpdateClusterResponse) GetCluster() *Cluster {
 	return nil
 }
 
+type IssueClientCertificateRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name is who the certificate is for (its common name).
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// CSR is the client's certificate signing request, PEM.
+	Csr           []byte `protobuf:"bytes,2,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateRequest) Reset() {
+	*x = IssueClientCertificateRequest{}
+	mi := &file_proto_api_control_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateRequest) ProtoMessage() {}
+
+func (x *IssueClientCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateRequest.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *IssueClientCertificateRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *IssueClientCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type IssueClientCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	RootCa        []byte                 `protobuf:"bytes,2,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *IssueClientCertificateResponse) Reset() {
+	*x = IssueClientCertificateResponse{}
+	mi := &file_proto_api_control_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *IssueClientCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*IssueClientCertificateResponse) ProtoMessage() {}
+
+func (x *IssueClientCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_control_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use IssueClientCertificateResponse.ProtoReflect.Descriptor instead.
+func (*IssueClientCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_control_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *IssueClientCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *IssueClientCertificateResponse) GetRootCa() []byte {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
 type GetNodeRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
@@ -445,7 +551,7 @@ type GetNodeRequest struct {
 
 func (x *GetNodeRequest) Reset() {
 	*x = GetNodeRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[6]
+	mi := &file_proto_api_control_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -457,7 +563,7 @@ func (x *GetNodeRequest) String() string {
 func (*GetNodeRequest) ProtoMessage() {}
 
 func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[6]
+	mi := &file_proto_api_control_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -470,7 +576,7 @@ func (x *GetNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeRequest.ProtoReflect.Descriptor instead.
 func (*GetNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{6}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *GetNodeRequest) GetNodeId() string {
@@ -489,7 +595,7 @@ type GetNodeResponse struct {
 
 func (x *GetNodeResponse) Reset() {
 	*x = GetNodeResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[7]
+	mi := &file_proto_api_control_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -501,7 +607,7 @@ func (x *GetNodeResponse) String() string {
 func (*GetNodeResponse) ProtoMessage() {}
 
 func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[7]
+	mi := &file_proto_api_control_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -514,7 +620,7 @@ func (x *GetNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNodeResponse.ProtoReflect.Descriptor instead.
 func (*GetNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{7}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *GetNodeResponse) GetNode() *Node {
@@ -536,7 +642,7 @@ type ListNodesRequest struct {
 
 func (x *ListNodesRequest) Reset() {
 	*x = ListNodesRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[8]
+	mi := &file_proto_api_control_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +654,7 @@ func (x *ListNodesRequest) String() string {
 func (*ListNodesRequest) ProtoMessage() {}
 
 func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[8]
+	mi := &file_proto_api_control_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +667,7 @@ func (x *ListNodesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesRequest.ProtoReflect.Descriptor instead.
 func (*ListNodesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{8}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListNodesRequest) GetRoles() []NodeRole {
@@ -587,7 +693,7 @@ type ListNodesResponse struct {
 
 func (x *ListNodesResponse) Reset() {
 	*x = ListNodesResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[9]
+	mi := &file_proto_api_control_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -599,7 +705,7 @@ func (x *ListNodesResponse) String() string {
 func (*ListNodesResponse) ProtoMessage() {}
 
 func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[9]
+	mi := &file_proto_api_control_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -612,7 +718,7 @@ func (x *ListNodesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNodesResponse.ProtoReflect.Descriptor instead.
 func (*ListNodesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{9}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ListNodesResponse) GetNodes() []*Node {
@@ -633,7 +739,7 @@ type UpdateNodeRequest struct {
 
 func (x *UpdateNodeRequest) Reset() {
 	*x = UpdateNodeRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[10]
+	mi := &file_proto_api_control_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -645,7 +751,7 @@ func (x *UpdateNodeRequest) String() string {
 func (*UpdateNodeRequest) ProtoMessage() {}
 
 func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[10]
+	mi := &file_proto_api_control_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -658,7 +764,7 @@ func (x *UpdateNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeRequest.ProtoReflect.Descriptor instead.
 func (*UpdateNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{10}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *UpdateNodeRequest) GetNodeId() string {
@@ -691,7 +797,7 @@ type UpdateNodeResponse struct {
 
 func (x *UpdateNodeResponse) Reset() {
 	*x = UpdateNodeResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[11]
+	mi := &file_proto_api_control_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -703,7 +809,7 @@ func (x *UpdateNodeResponse) String() string {
 func (*UpdateNodeResponse) ProtoMessage() {}
 
 func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[11]
+	mi := &file_proto_api_control_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -716,7 +822,7 @@ func (x *UpdateNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateNodeResponse.ProtoReflect.Descriptor instead.
 func (*UpdateNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{11}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *UpdateNodeResponse) GetNode() *Node {
@@ -736,7 +842,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[12]
+	mi := &file_proto_api_control_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +854,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[12]
+	mi := &file_proto_api_control_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +867,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{12}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -786,7 +892,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[13]
+	mi := &file_proto_api_control_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -798,7 +904,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[13]
+	mi := &file_proto_api_control_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -811,7 +917,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{13}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{15}
 }
 
 type CreateServiceRequest struct {
@@ -823,7 +929,7 @@ type CreateServiceRequest struct {
 
 func (x *CreateServiceRequest) Reset() {
 	*x = CreateServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[14]
+	mi := &file_proto_api_control_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -835,7 +941,7 @@ func (x *CreateServiceRequest) String() string {
 func (*CreateServiceRequest) ProtoMessage() {}
 
 func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[14]
+	mi := &file_proto_api_control_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -848,7 +954,7 @@ func (x *CreateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceRequest.ProtoReflect.Descriptor instead.
 func (*CreateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{14}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CreateServiceRequest) GetSpec() *ServiceSpec {
@@ -870,7 +976,7 @@ type CreateServiceResponse struct {
 
 func (x *CreateServiceResponse) Reset() {
 	*x = CreateServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[15]
+	mi := &file_proto_api_control_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -882,7 +988,7 @@ func (x *CreateServiceResponse) String() string {
 func (*CreateServiceResponse) ProtoMessage() {}
 
 func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[15]
+	mi := &file_proto_api_control_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -895,7 +1001,7 @@ func (x *CreateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateServiceResponse.ProtoReflect.Descriptor instead.
 func (*CreateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{15}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CreateServiceResponse) GetService() *Service {
@@ -921,7 +1027,7 @@ type CreateNetworkRequest struct {
 
 func (x *CreateNetworkRequest) Reset() {
 	*x = CreateNetworkRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[16]
+	mi := &file_proto_api_control_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -933,7 +1039,7 @@ func (x *CreateNetworkRequest) String() string {
 func (*CreateNetworkRequest) ProtoMessage() {}
 
 func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[16]
+	mi := &file_proto_api_control_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -946,7 +1052,7 @@ func (x *CreateNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkRequest.ProtoReflect.Descriptor instead.
 func (*CreateNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{16}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CreateNetworkRequest) GetSpec() *NetworkSpec {
@@ -965,7 +1071,7 @@ type CreateNetworkResponse struct {
 
 func (x *CreateNetworkResponse) Reset() {
 	*x = CreateNetworkResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[17]
+	mi := &file_proto_api_control_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -977,7 +1083,7 @@ func (x *CreateNetworkResponse) String() string {
 func (*CreateNetworkResponse) ProtoMessage() {}
 
 func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[17]
+	mi := &file_proto_api_control_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -990,7 +1096,7 @@ func (x *CreateNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateNetworkResponse.ProtoReflect.Descriptor instead.
 func (*CreateNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{17}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *CreateNetworkResponse) GetNetwork() *Network {
@@ -1009,7 +1115,7 @@ type GetNetworkRequest struct {
 
 func (x *GetNetworkRequest) Reset() {
 	*x = GetNetworkRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[18]
+	mi := &file_proto_api_control_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1127,7 @@ func (x *GetNetworkRequest) String() string {
 func (*GetNetworkRequest) ProtoMessage() {}
 
 func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[18]
+	mi := &file_proto_api_control_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1140,7 @@ func (x *GetNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkRequest.ProtoReflect.Descriptor instead.
 func (*GetNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{18}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetNetworkRequest) GetNetworkId() string {
@@ -1053,7 +1159,7 @@ type GetNetworkResponse struct {
 
 func (x *GetNetworkResponse) Reset() {
 	*x = GetNetworkResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[19]
+	mi := &file_proto_api_control_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1065,7 +1171,7 @@ func (x *GetNetworkResponse) String() string {
 func (*GetNetworkResponse) ProtoMessage() {}
 
 func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[19]
+	mi := &file_proto_api_control_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1078,7 +1184,7 @@ func (x *GetNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetNetworkResponse.ProtoReflect.Descriptor instead.
 func (*GetNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{19}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetNetworkResponse) GetNetwork() *Network {
@@ -1098,7 +1204,7 @@ type ListNetworksRequest struct {
 
 func (x *ListNetworksRequest) Reset() {
 	*x = ListNetworksRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[20]
+	mi := &file_proto_api_control_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1110,7 +1216,7 @@ func (x *ListNetworksRequest) String() string {
 func (*ListNetworksRequest) ProtoMessage() {}
 
 func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[20]
+	mi := &file_proto_api_control_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1123,7 +1229,7 @@ func (x *ListNetworksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksRequest.ProtoReflect.Descriptor instead.
 func (*ListNetworksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{20}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ListNetworksRequest) GetNames() []string {
@@ -1149,7 +1255,7 @@ type ListNetworksResponse struct {
 
 func (x *ListNetworksResponse) Reset() {
 	*x = ListNetworksResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[21]
+	mi := &file_proto_api_control_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1161,7 +1267,7 @@ func (x *ListNetworksResponse) String() string {
 func (*ListNetworksResponse) ProtoMessage() {}
 
 func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[21]
+	mi := &file_proto_api_control_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1174,7 +1280,7 @@ func (x *ListNetworksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListNetworksResponse.ProtoReflect.Descriptor instead.
 func (*ListNetworksResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{21}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ListNetworksResponse) GetNetworks() []*Network {
@@ -1193,7 +1299,7 @@ type RemoveNetworkRequest struct {
 
 func (x *RemoveNetworkRequest) Reset() {
 	*x = RemoveNetworkRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[22]
+	mi := &file_proto_api_control_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1205,7 +1311,7 @@ func (x *RemoveNetworkRequest) String() string {
 func (*RemoveNetworkRequest) ProtoMessage() {}
 
 func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[22]
+	mi := &file_proto_api_control_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1218,7 +1324,7 @@ func (x *RemoveNetworkRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{22}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *RemoveNetworkRequest) GetNetworkId() string {
@@ -1236,7 +1342,7 @@ type RemoveNetworkResponse struct {
 
 func (x *RemoveNetworkResponse) Reset() {
 	*x = RemoveNetworkResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[23]
+	mi := &file_proto_api_control_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1248,7 +1354,7 @@ func (x *RemoveNetworkResponse) String() string {
 func (*RemoveNetworkResponse) ProtoMessage() {}
 
 func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[23]
+	mi := &file_proto_api_control_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1261,7 +1367,7 @@ func (x *RemoveNetworkResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNetworkResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNetworkResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{23}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{25}
 }
 
 type GetServiceRequest struct {
@@ -1273,7 +1379,7 @@ type GetServiceRequest struct {
 
 func (x *GetServiceRequest) Reset() {
 	*x = GetServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[24]
+	mi := &file_proto_api_control_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1391,7 @@ func (x *GetServiceRequest) String() string {
 func (*GetServiceRequest) ProtoMessage() {}
 
 func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[24]
+	mi := &file_proto_api_control_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1404,7 @@ func (x *GetServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceRequest.ProtoReflect.Descriptor instead.
 func (*GetServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{24}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetServiceRequest) GetServiceId() string {
@@ -1317,7 +1423,7 @@ type GetServiceResponse struct {
 
 func (x *GetServiceResponse) Reset() {
 	*x = GetServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[25]
+	mi := &file_proto_api_control_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1329,7 +1435,7 @@ func (x *GetServiceResponse) String() string {
 func (*GetServiceResponse) ProtoMessage() {}
 
 func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[25]
+	mi := &file_proto_api_control_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1342,7 +1448,7 @@ func (x *GetServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetServiceResponse.ProtoReflect.Descriptor instead.
 func (*GetServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{25}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetServiceResponse) GetService() *Service {
@@ -1362,7 +1468,7 @@ type ListServicesRequest struct {
 
 func (x *ListServicesRequest) Reset() {
 	*x = ListServicesRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[26]
+	mi := &file_proto_api_control_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1480,7 @@ func (x *ListServicesRequest) String() string {
 func (*ListServicesRequest) ProtoMessage() {}
 
 func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[26]
+	mi := &file_proto_api_control_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1493,7 @@ func (x *ListServicesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesRequest.ProtoReflect.Descriptor instead.
 func (*ListServicesRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{26}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListServicesRequest) GetNames() []string {
@@ -1417,7 +1523,7 @@ type ReplicaCount struct {
 
 func (x *ReplicaCount) Reset() {
 	*x = ReplicaCount{}
-	mi := &file_proto_api_control_proto_msgTypes[27]
+	mi := &file_proto_api_control_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1429,7 +1535,7 @@ func (x *ReplicaCount) String() string {
 func (*ReplicaCount) ProtoMessage() {}
 
 func (x *ReplicaCount) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[27]
+	mi := &file_proto_api_control_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1442,7 +1548,7 @@ func (x *ReplicaCount) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaCount.ProtoReflect.Descriptor instead.
 func (*ReplicaCount) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{27}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ReplicaCount) GetRunning() uint64 {
@@ -1477,7 +1583,7 @@ type ListServicesResponse struct {
 
 func (x *ListServicesResponse) Reset() {
 	*x = ListServicesResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[28]
+	mi := &file_proto_api_control_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1489,7 +1595,7 @@ func (x *ListServicesResponse) String() string {
 func (*ListServicesResponse) ProtoMessage() {}
 
 func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[28]
+	mi := &file_proto_api_control_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1502,7 +1608,7 @@ func (x *ListServicesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListServicesResponse.ProtoReflect.Descriptor instead.
 func (*ListServicesResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{28}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ListServicesResponse) GetServices() []*Service {
@@ -1532,7 +1638,7 @@ type UpdateServiceRequest struct {
 
 func (x *UpdateServiceRequest) Reset() {
 	*x = UpdateServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[29]
+	mi := &file_proto_api_control_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1544,7 +1650,7 @@ func (x *UpdateServiceRequest) String() string {
 func (*UpdateServiceRequest) ProtoMessage() {}
 
 func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[29]
+	mi := &file_proto_api_control_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1557,7 +1663,7 @@ func (x *UpdateServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceRequest.ProtoReflect.Descriptor instead.
 func (*UpdateServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{29}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *UpdateServiceRequest) GetServiceId() string {
@@ -1600,7 +1706,7 @@ type UpdateServiceResponse struct {
 
 func (x *UpdateServiceResponse) Reset() {
 	*x = UpdateServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[30]
+	mi := &file_proto_api_control_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1612,7 +1718,7 @@ func (x *UpdateServiceResponse) String() string {
 func (*UpdateServiceResponse) ProtoMessage() {}
 
 func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[30]
+	mi := &file_proto_api_control_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1625,7 +1731,7 @@ func (x *UpdateServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateServiceResponse.ProtoReflect.Descriptor instead.
 func (*UpdateServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{30}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *UpdateServiceResponse) GetService() *Service {
@@ -1651,7 +1757,7 @@ type RemoveServiceRequest struct {
 
 func (x *RemoveServiceRequest) Reset() {
 	*x = RemoveServiceRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[31]
+	mi := &file_proto_api_control_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1769,7 @@ func (x *RemoveServiceRequest) String() string {
 func (*RemoveServiceRequest) ProtoMessage() {}
 
 func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[31]
+	mi := &file_proto_api_control_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1782,7 @@ func (x *RemoveServiceRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceRequest.ProtoReflect.Descriptor instead.
 func (*RemoveServiceRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{31}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveServiceRequest) GetServiceId() string {
@@ -1694,7 +1800,7 @@ type RemoveServiceResponse struct {
 
 func (x *RemoveServiceResponse) Reset() {
 	*x = RemoveServiceResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[32]
+	mi := &file_proto_api_control_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1706,7 +1812,7 @@ func (x *RemoveServiceResponse) String() string {
 func (*RemoveServiceResponse) ProtoMessage() {}
 
 func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[32]
+	mi := &file_proto_api_control_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1719,7 +1825,7 @@ func (x *RemoveServiceResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveServiceResponse.ProtoReflect.Descriptor instead.
 func (*RemoveServiceResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{32}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{34}
 }
 
 type ListTasksRequest struct {
@@ -1733,7 +1839,7 @@ type ListTasksRequest struct {
 
 func (x *ListTasksRequest) Reset() {
 	*x = ListTasksRequest{}
-	mi := &file_proto_api_control_proto_msgTypes[33]
+	mi := &file_proto_api_control_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +1851,7 @@ func (x *ListTasksRequest) String() string {
 func (*ListTasksRequest) ProtoMessage() {}
 
 func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[33]
+	mi := &file_proto_api_control_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +1864,7 @@ func (x *ListTasksRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksRequest.ProtoReflect.Descriptor instead.
 func (*ListTasksRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{33}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ListTasksRequest) GetServiceIds() []string {
@@ -1791,7 +1897,7 @@ type ListTasksResponse struct {
 
 func (x *ListTasksResponse) Reset() {
 	*x = ListTasksResponse{}
-	mi := &file_proto_api_control_proto_msgTypes[34]
+	mi := &file_proto_api_control_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1803,7 +1909,7 @@ func (x *ListTasksResponse) String() string {
 func (*ListTasksResponse) ProtoMessage() {}
 
 func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_control_proto_msgTypes[34]
+	mi := &file_proto_api_control_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1816,7 +1922,7 @@ func (x *ListTasksResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTasksResponse.ProtoReflect.Descriptor instead.
 func (*ListTasksResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_control_proto_rawDescGZIP(), []int{34}
+	return file_proto_api_control_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ListTasksResponse) GetTasks() []*Task {
@@ -1862,7 +1968,13 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\x13rotate_worker_token\x18\x04 \x01(\bR\x11rotateWorkerToken\x120\n" +
 	"\x14rotate_manager_token\x18\x05 \x01(\bR\x12rotateManagerToken\"E\n" +
 	"\x15UpdateClusterResponse\x12,\n" +
-	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\")\n" +
+	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"E\n" +
+	"\x1dIssueClientCertificateRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03csr\x18\x02 \x01(\fR\x03csr\"[\n" +
+	"\x1eIssueClientCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x17\n" +
+	"\aroot_ca\x18\x02 \x01(\fR\x06rootCa\")\n" +
 	"\x0eGetNodeRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"6\n" +
 	"\x0fGetNodeResponse\x12#\n" +
@@ -1942,11 +2054,11 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\bnode_ids\x18\x02 \x03(\tR\anodeIds\x12;\n" +
 	"\x0edesired_states\x18\x03 \x03(\x0e2\x14.shoal.api.TaskStateR\rdesiredStates\":\n" +
 	"\x11ListTasksResponse\x12%\n" +
-	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks2\xbf\n" +
-	"\n" +
+	"\x05tasks\x18\x01 \x03(\v2\x0f.shoal.api.TaskR\x05tasks2\xae\v\n" +
 	"\aControl\x12U\n" +
 	"\x0eGetClusterInfo\x12 .shoal.api.GetClusterInfoRequest\x1a!.shoal.api.GetClusterInfoResponse\x12R\n" +
-	"\rUpdateCluster\x12\x1f.shoal.api.UpdateClusterRequest\x1a .shoal.api.UpdateClusterResponse\x12@\n" +
+	"\rUpdateCluster\x12\x1f.shoal.api.UpdateClusterRequest\x1a .shoal.api.UpdateClusterResponse\x12m\n" +
+	"\x16IssueClientCertificate\x12(.shoal.api.IssueClientCertificateRequest\x1a).shoal.api.IssueClientCertificateResponse\x12@\n" +
 	"\aGetNode\x12\x19.shoal.api.GetNodeRequest\x1a\x1a.shoal.api.GetNodeResponse\x12F\n" +
 	"\tListNodes\x12\x1b.shoal.api.ListNodesRequest\x1a\x1c.shoal.api.ListNodesResponse\x12I\n" +
 	"\n" +
@@ -1979,119 +2091,123 @@ func file_proto_api_control_proto_rawDescGZIP() []byte {
 	return file_proto_api_control_proto_rawDescData
 }
 
-var file_proto_api_control_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
+var file_proto_api_control_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_proto_api_control_proto_goTypes = []any{
-	(*ServiceLogsRequest)(nil),     // 0: shoal.api.ServiceLogsRequest
-	(*GetClusterInfoRequest)(nil),  // 1: shoal.api.GetClusterInfoRequest
-	(*GetClusterInfoResponse)(nil), // 2: shoal.api.GetClusterInfoResponse
-	(*RaftMember)(nil),             // 3: shoal.api.RaftMember
-	(*UpdateClusterRequest)(nil),   // 4: shoal.api.UpdateClusterRequest
-	(*UpdateClusterResponse)(nil),  // 5: shoal.api.UpdateClusterResponse
-	(*GetNodeRequest)(nil),         // 6: shoal.api.GetNodeRequest
-	(*GetNodeResponse)(nil),        // 7: shoal.api.GetNodeResponse
-	(*ListNodesRequest)(nil),       // 8: shoal.api.ListNodesRequest
-	(*ListNodesResponse)(nil),      // 9: shoal.api.ListNodesResponse
-	(*UpdateNodeRequest)(nil),      // 10: shoal.api.UpdateNodeRequest
-	(*UpdateNodeResponse)(nil),     // 11: shoal.api.UpdateNodeResponse
-	(*RemoveNodeRequest)(nil),      // 12: shoal.api.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),     // 13: shoal.api.RemoveNodeResponse
-	(*CreateServiceRequest)(nil),   // 14: shoal.api.CreateServiceRequest
-	(*CreateServiceResponse)(nil),  // 15: shoal.api.CreateServiceResponse
-	(*CreateNetworkRequest)(nil),   // 16: shoal.api.CreateNetworkRequest
-	(*CreateNetworkResponse)(nil),  // 17: shoal.api.CreateNetworkResponse
-	(*GetNetworkRequest)(nil),      // 18: shoal.api.GetNetworkRequest
-	(*GetNetworkResponse)(nil),     // 19: shoal.api.GetNetworkResponse
-	(*ListNetworksRequest)(nil),    // 20: shoal.api.ListNetworksRequest
-	(*ListNetworksResponse)(nil),   // 21: shoal.api.ListNetworksResponse
-	(*RemoveNetworkRequest)(nil),   // 22: shoal.api.RemoveNetworkRequest
-	(*RemoveNetworkResponse)(nil),  // 23: shoal.api.RemoveNetworkResponse
-	(*GetServiceRequest)(nil),      // 24: shoal.api.GetServiceRequest
-	(*GetServiceResponse)(nil),     // 25: shoal.api.GetServiceResponse
-	(*ListServicesRequest)(nil),    // 26: shoal.api.ListServicesRequest
-	(*ReplicaCount)(nil),           // 27: shoal.api.ReplicaCount
-	(*ListServicesResponse)(nil),   // 28: shoal.api.ListServicesResponse
-	(*UpdateServiceRequest)(nil),   // 29: shoal.api.UpdateServiceRequest
-	(*UpdateServiceResponse)(nil),  // 30: shoal.api.UpdateServiceResponse
-	(*RemoveServiceRequest)(nil),   // 31: shoal.api.RemoveServiceRequest
-	(*RemoveServiceResponse)(nil),  // 32: shoal.api.RemoveServiceResponse
-	(*ListTasksRequest)(nil),       // 33: shoal.api.ListTasksRequest
-	(*ListTasksResponse)(nil),      // 34: shoal.api.ListTasksResponse
-	nil,                            // 35: shoal.api.ListServicesResponse.CountsEntry
-	(*Cluster)(nil),                // 36: shoal.api.Cluster
-	(Reachability)(0),              // 37: shoal.api.Reachability
-	(*ClusterSpec)(nil),            // 38: shoal.api.ClusterSpec
-	(*Node)(nil),                   // 39: shoal.api.Node
-	(NodeRole)(0),                  // 40: shoal.api.NodeRole
-	(*NodeSpec)(nil),               // 41: shoal.api.NodeSpec
-	(*ServiceSpec)(nil),            // 42: shoal.api.ServiceSpec
-	(*Service)(nil),                // 43: shoal.api.Service
-	(*NetworkSpec)(nil),            // 44: shoal.api.NetworkSpec
-	(*Network)(nil),                // 45: shoal.api.Network
-	(TaskState)(0),                 // 46: shoal.api.TaskState
-	(*Task)(nil),                   // 47: shoal.api.Task
-	(*LogMessage)(nil),             // 48: shoal.api.LogMessage
+	(*ServiceLogsRequest)(nil),             // 0: shoal.api.ServiceLogsRequest
+	(*GetClusterInfoRequest)(nil),          // 1: shoal.api.GetClusterInfoRequest
+	(*GetClusterInfoResponse)(nil),         // 2: shoal.api.GetClusterInfoResponse
+	(*RaftMember)(nil),                     // 3: shoal.api.RaftMember
+	(*UpdateClusterRequest)(nil),           // 4: shoal.api.UpdateClusterRequest
+	(*UpdateClusterResponse)(nil),          // 5: shoal.api.UpdateClusterResponse
+	(*IssueClientCertificateRequest)(nil),  // 6: shoal.api.IssueClientCertificateRequest
+	(*IssueClientCertificateResponse)(nil), // 7: shoal.api.IssueClientCertificateResponse
+	(*GetNodeRequest)(nil),                 // 8: shoal.api.GetNodeRequest
+	(*GetNodeResponse)(nil),                // 9: shoal.api.GetNodeResponse
+	(*ListNodesRequest)(nil),               // 10: shoal.api.ListNodesRequest
+	(*ListNodesResponse)(nil),              // 11: shoal.api.ListNodesResponse
+	(*UpdateNodeRequest)(nil),              // 12: shoal.api.UpdateNodeRequest
+	(*UpdateNodeResponse)(nil),             // 13: shoal.api.UpdateNodeResponse
+	(*RemoveNodeRequest)(nil),              // 14: shoal.api.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),             // 15: shoal.api.RemoveNodeResponse
+	(*CreateServiceRequest)(nil),           // 16: shoal.api.CreateServiceRequest
+	(*CreateServiceResponse)(nil),          // 17: shoal.api.CreateServiceResponse
+	(*CreateNetworkRequest)(nil),           // 18: shoal.api.CreateNetworkRequest
+	(*CreateNetworkResponse)(nil),          // 19: shoal.api.CreateNetworkResponse
+	(*GetNetworkRequest)(nil),              // 20: shoal.api.GetNetworkRequest
+	(*GetNetworkResponse)(nil),             // 21: shoal.api.GetNetworkResponse
+	(*ListNetworksRequest)(nil),            // 22: shoal.api.ListNetworksRequest
+	(*ListNetworksResponse)(nil),           // 23: shoal.api.ListNetworksResponse
+	(*RemoveNetworkRequest)(nil),           // 24: shoal.api.RemoveNetworkRequest
+	(*RemoveNetworkResponse)(nil),          // 25: shoal.api.RemoveNetworkResponse
+	(*GetServiceRequest)(nil),              // 26: shoal.api.GetServiceRequest
+	(*GetServiceResponse)(nil),             // 27: shoal.api.GetServiceResponse
+	(*ListServicesRequest)(nil),            // 28: shoal.api.ListServicesRequest
+	(*ReplicaCount)(nil),                   // 29: shoal.api.ReplicaCount
+	(*ListServicesResponse)(nil),           // 30: shoal.api.ListServicesResponse
+	(*UpdateServiceRequest)(nil),           // 31: shoal.api.UpdateServiceRequest
+	(*UpdateServiceResponse)(nil),          // 32: shoal.api.UpdateServiceResponse
+	(*RemoveServiceRequest)(nil),           // 33: shoal.api.RemoveServiceRequest
+	(*RemoveServiceResponse)(nil),          // 34: shoal.api.RemoveServiceResponse
+	(*ListTasksRequest)(nil),               // 35: shoal.api.ListTasksRequest
+	(*ListTasksResponse)(nil),              // 36: shoal.api.ListTasksResponse
+	nil,                                    // 37: shoal.api.ListServicesResponse.CountsEntry
+	(*Cluster)(nil),                        // 38: shoal.api.Cluster
+	(Reachability)(0),                      // 39: shoal.api.Reachability
+	(*ClusterSpec)(nil),                    // 40: shoal.api.ClusterSpec
+	(*Node)(nil),                           // 41: shoal.api.Node
+	(NodeRole)(0),                          // 42: shoal.api.NodeRole
+	(*NodeSpec)(nil),                       // 43: shoal.api.NodeSpec
+	(*ServiceSpec)(nil),                    // 44: shoal.api.ServiceSpec
+	(*Service)(nil),                        // 45: shoal.api.Service
+	(*NetworkSpec)(nil),                    // 46: shoal.api.NetworkSpec
+	(*Network)(nil),                        // 47: shoal.api.Network
+	(TaskState)(0),                         // 48: shoal.api.TaskState
+	(*Task)(nil),                           // 49: shoal.api.Task
+	(*LogMessage)(nil),                     // 50: shoal.api.LogMessage
 }
 var file_proto_api_control_proto_depIdxs = []int32{
-	36, // 0: shoal.api.GetClusterInfoResponse.cluster:type_name -> shoal.api.Cluster
+	38, // 0: shoal.api.GetClusterInfoResponse.cluster:type_name -> shoal.api.Cluster
 	3,  // 1: shoal.api.GetClusterInfoResponse.members:type_name -> shoal.api.RaftMember
-	37, // 2: shoal.api.RaftMember.reachability:type_name -> shoal.api.Reachability
-	38, // 3: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
-	36, // 4: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
-	39, // 5: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
-	40, // 6: shoal.api.ListNodesRequest.roles:type_name -> shoal.api.NodeRole
-	39, // 7: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
-	41, // 8: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
-	39, // 9: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
-	42, // 10: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	43, // 11: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
-	44, // 12: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
-	45, // 13: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
-	45, // 14: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
-	45, // 15: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
-	43, // 16: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
-	43, // 17: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
-	35, // 18: shoal.api.ListServicesResponse.counts:type_name -> shoal.api.ListServicesResponse.CountsEntry
-	42, // 19: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
-	43, // 20: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
-	46, // 21: shoal.api.ListTasksRequest.desired_states:type_name -> shoal.api.TaskState
-	47, // 22: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
-	27, // 23: shoal.api.ListServicesResponse.CountsEntry.value:type_name -> shoal.api.ReplicaCount
+	39, // 2: shoal.api.RaftMember.reachability:type_name -> shoal.api.Reachability
+	40, // 3: shoal.api.UpdateClusterRequest.spec:type_name -> shoal.api.ClusterSpec
+	38, // 4: shoal.api.UpdateClusterResponse.cluster:type_name -> shoal.api.Cluster
+	41, // 5: shoal.api.GetNodeResponse.node:type_name -> shoal.api.Node
+	42, // 6: shoal.api.ListNodesRequest.roles:type_name -> shoal.api.NodeRole
+	41, // 7: shoal.api.ListNodesResponse.nodes:type_name -> shoal.api.Node
+	43, // 8: shoal.api.UpdateNodeRequest.spec:type_name -> shoal.api.NodeSpec
+	41, // 9: shoal.api.UpdateNodeResponse.node:type_name -> shoal.api.Node
+	44, // 10: shoal.api.CreateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	45, // 11: shoal.api.CreateServiceResponse.service:type_name -> shoal.api.Service
+	46, // 12: shoal.api.CreateNetworkRequest.spec:type_name -> shoal.api.NetworkSpec
+	47, // 13: shoal.api.CreateNetworkResponse.network:type_name -> shoal.api.Network
+	47, // 14: shoal.api.GetNetworkResponse.network:type_name -> shoal.api.Network
+	47, // 15: shoal.api.ListNetworksResponse.networks:type_name -> shoal.api.Network
+	45, // 16: shoal.api.GetServiceResponse.service:type_name -> shoal.api.Service
+	45, // 17: shoal.api.ListServicesResponse.services:type_name -> shoal.api.Service
+	37, // 18: shoal.api.ListServicesResponse.counts:type_name -> shoal.api.ListServicesResponse.CountsEntry
+	44, // 19: shoal.api.UpdateServiceRequest.spec:type_name -> shoal.api.ServiceSpec
+	45, // 20: shoal.api.UpdateServiceResponse.service:type_name -> shoal.api.Service
+	48, // 21: shoal.api.ListTasksRequest.desired_states:type_name -> shoal.api.TaskState
+	49, // 22: shoal.api.ListTasksResponse.tasks:type_name -> shoal.api.Task
+	29, // 23: shoal.api.ListServicesResponse.CountsEntry.value:type_name -> shoal.api.ReplicaCount
 	1,  // 24: shoal.api.Control.GetClusterInfo:input_type -> shoal.api.GetClusterInfoRequest
 	4,  // 25: shoal.api.Control.UpdateCluster:input_type -> shoal.api.UpdateClusterRequest
-	6,  // 26: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
-	8,  // 27: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
-	10, // 28: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
-	12, // 29: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
-	14, // 30: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
-	24, // 31: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
-	26, // 32: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
-	29, // 33: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
-	31, // 34: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
-	33, // 35: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
-	16, // 36: shoal.api.Control.CreateNetwork:input_type -> shoal.api.CreateNetworkRequest
-	18, // 37: shoal.api.Control.GetNetwork:input_type -> shoal.api.GetNetworkRequest
-	20, // 38: shoal.api.Control.ListNetworks:input_type -> shoal.api.ListNetworksRequest
-	22, // 39: shoal.api.Control.RemoveNetwork:input_type -> shoal.api.RemoveNetworkRequest
-	0,  // 40: shoal.api.Control.ServiceLogs:input_type -> shoal.api.ServiceLogsRequest
-	2,  // 41: shoal.api.Control.GetClusterInfo:output_type -> shoal.api.GetClusterInfoResponse
-	5,  // 42: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
-	7,  // 43: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
-	9,  // 44: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
-	11, // 45: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
-	13, // 46: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
-	15, // 47: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
-	25, // 48: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
-	28, // 49: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
-	30, // 50: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
-	32, // 51: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
-	34, // 52: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
-	17, // 53: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
-	19, // 54: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
-	21, // 55: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
-	23, // 56: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
-	48, // 57: shoal.api.Control.ServiceLogs:output_type -> shoal.api.LogMessage
-	41, // [41:58] is the sub-list for method output_type
-	24, // [24:41] is the sub-list for method input_type
+	6,  // 26: shoal.api.Control.IssueClientCertificate:input_type -> shoal.api.IssueClientCertificateRequest
+	8,  // 27: shoal.api.Control.GetNode:input_type -> shoal.api.GetNodeRequest
+	10, // 28: shoal.api.Control.ListNodes:input_type -> shoal.api.ListNodesRequest
+	12, // 29: shoal.api.Control.UpdateNode:input_type -> shoal.api.UpdateNodeRequest
+	14, // 30: shoal.api.Control.RemoveNode:input_type -> shoal.api.RemoveNodeRequest
+	16, // 31: shoal.api.Control.CreateService:input_type -> shoal.api.CreateServiceRequest
+	26, // 32: shoal.api.Control.GetService:input_type -> shoal.api.GetServiceRequest
+	28, // 33: shoal.api.Control.ListServices:input_type -> shoal.api.ListServicesRequest
+	31, // 34: shoal.api.Control.UpdateService:input_type -> shoal.api.UpdateServiceRequest
+	33, // 35: shoal.api.Control.RemoveService:input_type -> shoal.api.RemoveServiceRequest
+	35, // 36: shoal.api.Control.ListTasks:input_type -> shoal.api.ListTasksRequest
+	18, // 37: shoal.api.Control.CreateNetwork:input_type -> shoal.api.CreateNetworkRequest
+	20, // 38: shoal.api.Control.GetNetwork:input_type -> shoal.api.GetNetworkRequest
+	22, // 39: shoal.api.Control.ListNetworks:input_type -> shoal.api.ListNetworksRequest
+	24, // 40: shoal.api.Control.RemoveNetwork:input_type -> shoal.api.RemoveNetworkRequest
+	0,  // 41: shoal.api.Control.ServiceLogs:input_type -> shoal.api.ServiceLogsRequest
+	2,  // 42: shoal.api.Control.GetClusterInfo:output_type -> shoal.api.GetClusterInfoResponse
+	5,  // 43: shoal.api.Control.UpdateCluster:output_type -> shoal.api.UpdateClusterResponse
+	7,  // 44: shoal.api.Control.IssueClientCertificate:output_type -> shoal.api.IssueClientCertificateResponse
+	9,  // 45: shoal.api.Control.GetNode:output_type -> shoal.api.GetNodeResponse
+	11, // 46: shoal.api.Control.ListNodes:output_type -> shoal.api.ListNodesResponse
+	13, // 47: shoal.api.Control.UpdateNode:output_type -> shoal.api.UpdateNodeResponse
+	15, // 48: shoal.api.Control.RemoveNode:output_type -> shoal.api.RemoveNodeResponse
+	17, // 49: shoal.api.Control.CreateService:output_type -> shoal.api.CreateServiceResponse
+	27, // 50: shoal.api.Control.GetService:output_type -> shoal.api.GetServiceResponse
+	30, // 51: shoal.api.Control.ListServices:output_type -> shoal.api.ListServicesResponse
+	32, // 52: shoal.api.Control.UpdateService:output_type -> shoal.api.UpdateServiceResponse
+	34, // 53: shoal.api.Control.RemoveService:output_type -> shoal.api.RemoveServiceResponse
+	36, // 54: shoal.api.Control.ListTasks:output_type -> shoal.api.ListTasksResponse
+	19, // 55: shoal.api.Control.CreateNetwork:output_type -> shoal.api.CreateNetworkResponse
+	21, // 56: shoal.api.Control.GetNetwork:output_type -> shoal.api.GetNetworkResponse
+	23, // 57: shoal.api.Control.ListNetworks:output_type -> shoal.api.ListNetworksResponse
+	25, // 58: shoal.api.Control.RemoveNetwork:output_type -> shoal.api.RemoveNetworkResponse
+	50, // 59: shoal.api.Control.ServiceLogs:output_type -> shoal.api.LogMessage
+	42, // [42:60] is the sub-list for method output_type
+	24, // [24:42] is the sub-list for method input_type
 	24, // [24:24] is the sub-list for extension type_name
 	24, // [24:24] is the sub-list for extension extendee
 	0,  // [0:24] is the sub-list for field type_name
@@ -2112,7 +2228,7 @@ func file_proto_api_control_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_control_proto_rawDesc), len(file_proto_api_control_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   36,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,23 +25,24 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Control_GetClusterInfo_FullMethodName = "/shoal.api.Control/GetClusterInfo"
-	Control_UpdateCluster_FullMethodName  = "/shoal.api.Control/UpdateCluster"
-	Control_GetNode_FullMethodName        = "/shoal.api.Control/GetNode"
-	Control_ListNodes_FullMethodName      = "/shoal.api.Control/ListNodes"
-	Control_UpdateNode_FullMethodName     = "/shoal.api.Control/UpdateNode"
-	Control_RemoveNode_FullMethodName     = "/shoal.api.Control/RemoveNode"
-	Control_CreateService_FullMethodName  = "/shoal.api.Control/CreateService"
-	Control_GetService_FullMethodName     = "/shoal.api.Control/GetService"
-	Control_ListServices_FullMethodName   = "/shoal.api.Control/ListServices"
-	Control_UpdateService_FullMethodName  = "/shoal.api.Control/UpdateService"
-	Control_RemoveService_FullMethodName  = "/shoal.api.Control/RemoveService"
-	Control_ListTasks_FullMethodName      = "/shoal.api.Control/ListTasks"
-	Control_CreateNetwork_FullMethodName  = "/shoal.api.Control/CreateNetwork"
-	Control_GetNetwork_FullMethodName     = "/shoal.api.Control/GetNetwork"
-	Control_ListNetworks_FullMethodName   = "/shoal.api.Control/ListNetworks"
-	Control_RemoveNetwork_FullMethodName  = "/shoal.api.Control/RemoveNetwork"
-	Control_ServiceLogs_FullMethodName    = "/shoal.api.Control/ServiceLogs"
+	Control_GetClusterInfo_FullMethodName         = "/shoal.api.Control/GetClusterInfo"
+	Control_UpdateCluster_FullMethodName          = "/shoal.api.Control/UpdateCluster"
+	Control_IssueClientCertificate_FullMethodName = "/shoal.api.Control/IssueClientCertificate"
+	Control_GetNode_FullMethodName                = "/shoal.api.Control/GetNode"
+	Control_ListNodes_FullMethodName              = "/shoal.api.Control/ListNodes"
+	Control_UpdateNode_FullMethodName             = "/shoal.api.Control/UpdateNode"
+	Control_RemoveNode_FullMethodName             = "/shoal.api.Control/RemoveNode"
+	Control_CreateService_FullMethodName          = "/shoal.api.Control/CreateService"
+	Control_GetService_FullMethodName             = "/shoal.api.Control/GetService"
+	Control_ListServices_FullMethodName           = "/shoal.api.Control/ListServices"
+	Control_UpdateService_FullMethodName          = "/shoal.api.Control/UpdateService"
+	Control_RemoveService_FullMethodName          = "/shoal.api.Control/RemoveService"
+	Control_ListTasks_FullMethodName              = "/shoal.api.Control/ListTasks"
+	Control_CreateNetwork_FullMethodName          = "/shoal.api.Control/CreateNetwork"
+	Control_GetNetwork_FullMethodName             = "/shoal.api.Control/GetNetwork"
+	Control_ListNetworks_FullMethodName           = "/shoal.api.Control/ListNetworks"
+	Control_RemoveNetwork_FullMethodName          = "/shoal.api.Control/RemoveNetwork"
+	Control_ServiceLogs_FullMethodName            = "/shoal.api.Control/ServiceLogs"
 )
 
 // ControlClient is the client API for Control service.
@@ -53,6 +54,9 @@ type ControlClient interface {
 	GetClusterInfo(ctx context.Context, in *GetClusterInfoRequest, opts ...grpc.CallOption) (*GetClusterInfoResponse, error)
 	// UpdateCluster changes the cluster spec and may rotate join tokens.
 	UpdateCluster(ctx context.Context, in *UpdateClusterRequest, opts ...grpc.CallOption) (*UpdateClusterResponse, error)
+	// IssueClientCertificate signs an admin client's CSR under name, for
+	// the API over TCP; the key stays with the client.
+	IssueClientCertificate(ctx context.Context, in *IssueClientCertificateRequest, opts ...grpc.CallOption) (*IssueClientCertificateResponse, error)
 	// GetNode finds a node by ID, unique ID prefix or hostname.
 	GetNode(ctx context.Context, in *GetNodeRequest, opts ...grpc.CallOption) (*GetNodeResponse, error)
 	ListNodes(ctx context.Context, in *ListNodesRequest, opts ...grpc.CallOption) (*ListNodesResponse, error)
@@ -105,6 +109,16 @@ func (c *controlClient) UpdateCluster(ctx context.Context, in *UpdateClusterRequ
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(UpdateClusterResponse)
 	err := c.cc.Invoke(ctx, Control_UpdateCluster_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *controlClient) IssueClientCertificate(ctx context.Context, in *IssueClientCertificateRequest, opts ...grpc.CallOption) (*IssueClientCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(IssueClientCertificateResponse)
+	err := c.cc.Invoke(ctx, Control_IssueClientCertificate_FullMethodName, in, out, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -279,6 +293,9 @@ type ControlServer interface {
 	GetClusterInfo(context.Context, *GetClusterInfoRequest) (*GetClusterInfoResponse, error)
 	// UpdateCluster changes the cluster spec and may rotate join tokens.
 	UpdateCluster(context.Context, *UpdateClusterRequest) (*UpdateClusterResponse, error)
+	// IssueClientCertificate signs an admin client's CSR under name, for
+	// the API over TCP; the key stays with the client.
+	IssueClientCertificate(context.Context, *IssueClientCertificateRequest) (*IssueClientCertificateResponse, error)
 	// GetNode finds a node by ID, unique ID prefix or hostname.
 	GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error)
 	ListNodes(context.Context, *ListNodesRequest) (*ListNodesResponse, error)
@@ -322,6 +339,9 @@ func (UnimplementedControlServer) GetClusterInfo(context.Context, *GetClusterInf
 }
 func (UnimplementedControlServer) UpdateCluster(context.Context, *UpdateClusterRequest) (*UpdateClusterResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method UpdateCluster not implemented")
+}
+func (UnimplementedControlServer) IssueClientCertificate(context.Context, *IssueClientCertificateRequest) (*IssueClientCertificateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method IssueClientCertificate not implemented")
 }
 func (UnimplementedControlServer) GetNode(context.Context, *GetNodeRequest) (*GetNodeResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetNode not implemented")
@@ -421,6 +441,24 @@ func _Control_UpdateCluster_Handler(srv interface{}, ctx context.Context, dec fu
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ControlServer).UpdateCluster(ctx, req.(*UpdateClusterRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Control_IssueClientCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(IssueClientCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ControlServer).IssueClientCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Control_IssueClientCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ControlServer).IssueClientCertificate(ctx, req.(*IssueClientCertificateRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -702,6 +740,10 @@ var Control_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UpdateCluster",
 			Handler:    _Control_UpdateCluster_Handler,
+		},
+		{
+			MethodName: "IssueClientCertificate",
+			Handler:    _Control_IssueClientCertificate_Handler,
 		},
 		{
 			MethodName: "GetNode",

@@ -197,8 +197,10 @@ type HeartbeatResponse struct {
 	// Attachments are the node's own addresses on networks (see
 	// Node.attachments); Ingress is the routing-mesh network, which every
 	// node carries whether or not it runs tasks on it.
-	Attachments   []*NetworkAttachment `protobuf:"bytes,5,rep,name=attachments,proto3" json:"attachments,omitempty"`
-	Ingress       *Network             `protobuf:"bytes,6,opt,name=ingress,proto3" json:"ingress,omitempty"`
+	Attachments []*NetworkAttachment `protobuf:"bytes,5,rep,name=attachments,proto3" json:"attachments,omitempty"`
+	Ingress     *Network             `protobuf:"bytes,6,opt,name=ingress,proto3" json:"ingress,omitempty"`
+	// GossipKeys are the endpoint gossip's keys, primary first.
+	GossipKeys    [][]byte `protobuf:"bytes,7,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -271,6 +273,13 @@ func (x *HeartbeatResponse) GetAttachments() []*NetworkAttachment {
 func (x *HeartbeatResponse) GetIngress() *Network {
 	if x != nil {
 		return x.Ingress
+	}
+	return nil
+}
+
+func (x *HeartbeatResponse) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
 	}
 	return nil
 }
@@ -1109,7 +1118,7 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\vdescription\x18\x02 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12'\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\x9f\x02\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\xc0\x02\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +
@@ -1117,7 +1126,9 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\vleader_addr\x18\x04 \x01(\tR\n" +
 	"leaderAddr\x12>\n" +
 	"\vattachments\x18\x05 \x03(\v2\x1c.shoal.api.NetworkAttachmentR\vattachments\x12,\n" +
-	"\aingress\x18\x06 \x01(\v2\x12.shoal.api.NetworkR\aingress\"-\n" +
+	"\aingress\x18\x06 \x01(\v2\x12.shoal.api.NetworkR\aingress\x12\x1f\n" +
+	"\vgossip_keys\x18\a \x03(\fR\n" +
+	"gossipKeys\"-\n" +
 	"\x12AssignmentsRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xba\x02\n" +
 	"\x12AssignmentsMessage\x126\n" +

@@ -1293,17 +1293,30 @@ func (x *Config) GetSpec() *ConfigSpec {
 
 // Cluster is the cluster-wide object; there is exactly one.
 type Cluster struct {
-	state      protoimpl.MessageState `protogen:"open.v1"`
-	Id         string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
-	Meta       *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
-	Spec       *ClusterSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
-	JoinTokens *JoinTokens            `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Id    string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
+	Meta  *Meta                  `protobuf:"bytes,2,opt,name=meta,proto3" json:"meta,omitempty"`
+	Spec  *ClusterSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
+	// JoinTokens are never stored: the control API computes them from the
+	// root CA for GetClusterInfo and UpdateCluster answers (see RootCA).
+	JoinTokens *JoinTokens `protobuf:"bytes,4,opt,name=join_tokens,json=joinTokens,proto3" json:"join_tokens,omitempty"`
 	// DefaultAddressPool are the CIDRs overlay subnets are carved from when
 	// a network names none, fixed when the cluster is created; empty means
 	// 10.0.0.0/8.
 	DefaultAddressPool []string `protobuf:"bytes,5,rep,name=default_address_pool,json=defaultAddressPool,proto3" json:"default_address_pool,omitempty"`
 	// SubnetSize is the prefix length of those subnets; 0 means 24.
-	SubnetSize    uint32 `protobuf:"varint,6,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
+	SubnetSize uint32 `protobuf:"varint,6,opt,name=subnet_size,json=subnetSize,proto3" json:"subnet_size,omitempty"`
+	// RootCA is the cluster's certificate authority and join token state.
+	// The control API never returns its key or token state.
+	RootCa *RootCA `protobuf:"bytes,7,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// RemovedNodes are nodes taken out of the cluster whose certificates
+	// may still be unexpired: every manager refuses them. An entry goes
+	// once its expiry has passed.
+	RemovedNodes []*RemovedNode `protobuf:"bytes,8,rep,name=removed_nodes,json=removedNodes,proto3" json:"removed_nodes,omitempty"`
+	// GossipKeys encrypt the agents' endpoint gossip (AES-256), the first
+	// one primary; handed to nodes with their heartbeats, never returned by
+	// the control API.
+	GossipKeys    [][]byte `protobuf:"bytes,9,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1380,6 +1393,172 @@ func (x *Cluster) GetSubnetSize() uint32 {
 	return 0
 }
 
+func (x *Cluster) GetRootCa() *RootCA {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *Cluster) GetRemovedNodes() []*RemovedNode {
+	if x != nil {
+		return x.RemovedNodes
+	}
+	return nil
+}
+
+func (x *Cluster) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+// RootCA is the cluster's root certificate authority, held by the
+// managers, and the state of the join tokens it derives.
+type RootCA struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Cert is the root certificate, PEM.
+	Cert []byte `protobuf:"bytes,1,opt,name=cert,proto3" json:"cert,omitempty"`
+	// Key is the root's private key, PEM (ECDSA P-256).
+	Key []byte `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// A join token's secret is derived from the key, the role and the
+	// role's nonce (rotating a token replaces its nonce); only the
+	// secret's hash is kept, to check presented tokens.
+	WorkerTokenNonce  []byte `protobuf:"bytes,3,opt,name=worker_token_nonce,json=workerTokenNonce,proto3" json:"worker_token_nonce,omitempty"`
+	ManagerTokenNonce []byte `protobuf:"bytes,4,opt,name=manager_token_nonce,json=managerTokenNonce,proto3" json:"manager_token_nonce,omitempty"`
+	WorkerTokenHash   []byte `protobuf:"bytes,5,opt,name=worker_token_hash,json=workerTokenHash,proto3" json:"worker_token_hash,omitempty"`
+	ManagerTokenHash  []byte `protobuf:"bytes,6,opt,name=manager_token_hash,json=managerTokenHash,proto3" json:"manager_token_hash,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
+}
+
+func (x *RootCA) Reset() {
+	*x = RootCA{}
+	mi := &file_proto_api_objects_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RootCA) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RootCA) ProtoMessage() {}
+
+func (x *RootCA) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_objects_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RootCA.ProtoReflect.Descriptor instead.
+func (*RootCA) Descriptor() ([]byte, []int) {
+	return file_proto_api_objects_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *RootCA) GetCert() []byte {
+	if x != nil {
+		return x.Cert
+	}
+	return nil
+}
+
+func (x *RootCA) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *RootCA) GetWorkerTokenNonce() []byte {
+	if x != nil {
+		return x.WorkerTokenNonce
+	}
+	return nil
+}
+
+func (x *RootCA) GetManagerTokenNonce() []byte {
+	if x != nil {
+		return x.ManagerTokenNonce
+	}
+	return nil
+}
+
+func (x *RootCA) GetWorkerTokenHash() []byte {
+	if x != nil {
+		return x.WorkerTokenHash
+	}
+	return nil
+}
+
+func (x *RootCA) GetManagerTokenHash() []byte {
+	if x != nil {
+		return x.ManagerTokenHash
+	}
+	return nil
+}
+
+// RemovedNode refuses a removed node's certificate until expires (Unix
+// nanoseconds), by which time every certificate it held has expired.
+type RemovedNode struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Expires       int64                  `protobuf:"varint,2,opt,name=expires,proto3" json:"expires,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemovedNode) Reset() {
+	*x = RemovedNode{}
+	mi := &file_proto_api_objects_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemovedNode) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemovedNode) ProtoMessage() {}
+
+func (x *RemovedNode) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_objects_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemovedNode.ProtoReflect.Descriptor instead.
+func (*RemovedNode) Descriptor() ([]byte, []int) {
+	return file_proto_api_objects_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RemovedNode) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *RemovedNode) GetExpires() int64 {
+	if x != nil {
+		return x.Expires
+	}
+	return 0
+}
+
 // JoinTokens are the secrets a node presents to join with a role.
 type JoinTokens struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1391,7 +1570,7 @@ type JoinTokens struct {
 
 func (x *JoinTokens) Reset() {
 	*x = JoinTokens{}
-	mi := &file_proto_api_objects_proto_msgTypes[16]
+	mi := &file_proto_api_objects_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1403,7 +1582,7 @@ func (x *JoinTokens) String() string {
 func (*JoinTokens) ProtoMessage() {}
 
 func (x *JoinTokens) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_objects_proto_msgTypes[16]
+	mi := &file_proto_api_objects_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1416,7 +1595,7 @@ func (x *JoinTokens) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinTokens.ProtoReflect.Descriptor instead.
 func (*JoinTokens) Descriptor() ([]byte, []int) {
-	return file_proto_api_objects_proto_rawDescGZIP(), []int{16}
+	return file_proto_api_objects_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *JoinTokens) GetWorker() string {
@@ -1548,7 +1727,7 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\x06Config\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"\xf5\x01\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"\xff\x02\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -1557,7 +1736,21 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"joinTokens\x120\n" +
 	"\x14default_address_pool\x18\x05 \x03(\tR\x12defaultAddressPool\x12\x1f\n" +
 	"\vsubnet_size\x18\x06 \x01(\rR\n" +
-	"subnetSize\">\n" +
+	"subnetSize\x12*\n" +
+	"\aroot_ca\x18\a \x01(\v2\x11.shoal.api.RootCAR\x06rootCa\x12;\n" +
+	"\rremoved_nodes\x18\b \x03(\v2\x16.shoal.api.RemovedNodeR\fremovedNodes\x12\x1f\n" +
+	"\vgossip_keys\x18\t \x03(\fR\n" +
+	"gossipKeys\"\xe6\x01\n" +
+	"\x06RootCA\x12\x12\n" +
+	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12,\n" +
+	"\x12worker_token_nonce\x18\x03 \x01(\fR\x10workerTokenNonce\x12.\n" +
+	"\x13manager_token_nonce\x18\x04 \x01(\fR\x11managerTokenNonce\x12*\n" +
+	"\x11worker_token_hash\x18\x05 \x01(\fR\x0fworkerTokenHash\x12,\n" +
+	"\x12manager_token_hash\x18\x06 \x01(\fR\x10managerTokenHash\"@\n" +
+	"\vRemovedNode\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aexpires\x18\x02 \x01(\x03R\aexpires\">\n" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
@@ -1576,7 +1769,7 @@ func file_proto_api_objects_proto_rawDescGZIP() []byte {
 }
 
 var file_proto_api_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_proto_api_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_proto_api_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_proto_api_objects_proto_goTypes = []any{
 	(UpdateStatus_State)(0),   // 0: shoal.api.UpdateStatus.State
 	(*Node)(nil),              // 1: shoal.api.Node
@@ -1595,74 +1788,78 @@ var file_proto_api_objects_proto_goTypes = []any{
 	(*Secret)(nil),            // 14: shoal.api.Secret
 	(*Config)(nil),            // 15: shoal.api.Config
 	(*Cluster)(nil),           // 16: shoal.api.Cluster
-	(*JoinTokens)(nil),        // 17: shoal.api.JoinTokens
-	nil,                       // 18: shoal.api.NodeDescription.EngineLabelsEntry
-	(*Meta)(nil),              // 19: shoal.api.Meta
-	(*NodeSpec)(nil),          // 20: shoal.api.NodeSpec
-	(NodeRole)(0),             // 21: shoal.api.NodeRole
-	(*Platform)(nil),          // 22: shoal.api.Platform
-	(*Resources)(nil),         // 23: shoal.api.Resources
-	(NodeState)(0),            // 24: shoal.api.NodeState
-	(Reachability)(0),         // 25: shoal.api.Reachability
-	(*ServiceSpec)(nil),       // 26: shoal.api.ServiceSpec
-	(*EndpointSpec)(nil),      // 27: shoal.api.EndpointSpec
-	(*PortConfig)(nil),        // 28: shoal.api.PortConfig
-	(*TaskSpec)(nil),          // 29: shoal.api.TaskSpec
-	(*Annotations)(nil),       // 30: shoal.api.Annotations
-	(TaskState)(0),            // 31: shoal.api.TaskState
-	(*NetworkSpec)(nil),       // 32: shoal.api.NetworkSpec
-	(*IPAMConfig)(nil),        // 33: shoal.api.IPAMConfig
-	(*SecretSpec)(nil),        // 34: shoal.api.SecretSpec
-	(*ConfigSpec)(nil),        // 35: shoal.api.ConfigSpec
-	(*ClusterSpec)(nil),       // 36: shoal.api.ClusterSpec
+	(*RootCA)(nil),            // 17: shoal.api.RootCA
+	(*RemovedNode)(nil),       // 18: shoal.api.RemovedNode
+	(*JoinTokens)(nil),        // 19: shoal.api.JoinTokens
+	nil,                       // 20: shoal.api.NodeDescription.EngineLabelsEntry
+	(*Meta)(nil),              // 21: shoal.api.Meta
+	(*NodeSpec)(nil),          // 22: shoal.api.NodeSpec
+	(NodeRole)(0),             // 23: shoal.api.NodeRole
+	(*Platform)(nil),          // 24: shoal.api.Platform
+	(*Resources)(nil),         // 25: shoal.api.Resources
+	(NodeState)(0),            // 26: shoal.api.NodeState
+	(Reachability)(0),         // 27: shoal.api.Reachability
+	(*ServiceSpec)(nil),       // 28: shoal.api.ServiceSpec
+	(*EndpointSpec)(nil),      // 29: shoal.api.EndpointSpec
+	(*PortConfig)(nil),        // 30: shoal.api.PortConfig
+	(*TaskSpec)(nil),          // 31: shoal.api.TaskSpec
+	(*Annotations)(nil),       // 32: shoal.api.Annotations
+	(TaskState)(0),            // 33: shoal.api.TaskState
+	(*NetworkSpec)(nil),       // 34: shoal.api.NetworkSpec
+	(*IPAMConfig)(nil),        // 35: shoal.api.IPAMConfig
+	(*SecretSpec)(nil),        // 36: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),        // 37: shoal.api.ConfigSpec
+	(*ClusterSpec)(nil),       // 38: shoal.api.ClusterSpec
 }
 var file_proto_api_objects_proto_depIdxs = []int32{
-	19, // 0: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	20, // 1: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	21, // 0: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	22, // 1: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
 	2,  // 2: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
 	3,  // 3: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
 	4,  // 4: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
-	21, // 5: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	23, // 5: shoal.api.Node.role:type_name -> shoal.api.NodeRole
 	12, // 6: shoal.api.Node.attachments:type_name -> shoal.api.NetworkAttachment
-	22, // 7: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	23, // 8: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
-	18, // 9: shoal.api.NodeDescription.engine_labels:type_name -> shoal.api.NodeDescription.EngineLabelsEntry
-	24, // 10: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeState
-	25, // 11: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.Reachability
-	19, // 12: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	26, // 13: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	26, // 14: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	24, // 7: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	25, // 8: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	20, // 9: shoal.api.NodeDescription.engine_labels:type_name -> shoal.api.NodeDescription.EngineLabelsEntry
+	26, // 10: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeState
+	27, // 11: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.Reachability
+	21, // 12: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	28, // 13: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	28, // 14: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
 	6,  // 15: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
 	7,  // 16: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
 	0,  // 17: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	27, // 18: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	28, // 19: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	29, // 18: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	30, // 19: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
 	8,  // 20: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	19, // 21: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	29, // 22: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	30, // 23: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	21, // 21: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	31, // 22: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	32, // 23: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
 	10, // 24: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
-	31, // 25: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	33, // 25: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
 	12, // 26: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
 	7,  // 27: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	31, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	33, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
 	11, // 29: shoal.api.TaskStatus.container:type_name -> shoal.api.ContainerStatus
-	28, // 30: shoal.api.TaskStatus.ports:type_name -> shoal.api.PortConfig
-	19, // 31: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	32, // 32: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	33, // 33: shoal.api.Network.ipam:type_name -> shoal.api.IPAMConfig
-	19, // 34: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	34, // 35: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	19, // 36: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	35, // 37: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	19, // 38: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	36, // 39: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	17, // 40: shoal.api.Cluster.join_tokens:type_name -> shoal.api.JoinTokens
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	30, // 30: shoal.api.TaskStatus.ports:type_name -> shoal.api.PortConfig
+	21, // 31: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	34, // 32: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	35, // 33: shoal.api.Network.ipam:type_name -> shoal.api.IPAMConfig
+	21, // 34: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	36, // 35: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	21, // 36: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	37, // 37: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	21, // 38: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	38, // 39: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	19, // 40: shoal.api.Cluster.join_tokens:type_name -> shoal.api.JoinTokens
+	17, // 41: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
+	18, // 42: shoal.api.Cluster.removed_nodes:type_name -> shoal.api.RemovedNode
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_objects_proto_init() }
@@ -1678,7 +1875,7 @@ func file_proto_api_objects_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_objects_proto_rawDesc), len(file_proto_api_objects_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -26,14 +26,14 @@ const (
 type JoinRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Token string                 `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
-	// NodeID is set when a known node rejoins, e.g. after promotion.
-	NodeId string `protobuf:"bytes,2,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
 	// Addr is the node's advertised address (API and Raft for managers).
 	Addr        string           `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
 	Description *NodeDescription `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
 	// Availability is the new node's availability (a manager that should
 	// run no tasks joins drained).
-	Availability  NodeAvailability `protobuf:"varint,5,opt,name=availability,proto3,enum=shoal.api.NodeAvailability" json:"availability,omitempty"`
+	Availability NodeAvailability `protobuf:"varint,5,opt,name=availability,proto3,enum=shoal.api.NodeAvailability" json:"availability,omitempty"`
+	// CSR is the node's certificate signing request, PEM.
+	Csr           []byte `protobuf:"bytes,6,opt,name=csr,proto3" json:"csr,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -75,13 +75,6 @@ func (x *JoinRequest) GetToken() string {
 	return ""
 }
 
-func (x *JoinRequest) GetNodeId() string {
-	if x != nil {
-		return x.NodeId
-	}
-	return ""
-}
-
 func (x *JoinRequest) GetAddr() string {
 	if x != nil {
 		return x.Addr
@@ -103,12 +96,25 @@ func (x *JoinRequest) GetAvailability() NodeAvailability {
 	return NodeAvailability_NODE_AVAILABILITY_ACTIVE
 }
 
+func (x *JoinRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
 type JoinResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
-	ClusterId     string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
-	Role          NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
-	Managers      []*Peer                `protobuf:"bytes,4,rep,name=managers,proto3" json:"managers,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	NodeId    string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	ClusterId string                 `protobuf:"bytes,2,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	Role      NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	Managers  []*Peer                `protobuf:"bytes,4,rep,name=managers,proto3" json:"managers,omitempty"`
+	// Certificate is the node's certificate chain, PEM, leaf first.
+	Certificate []byte `protobuf:"bytes,5,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	// RootCA is the roots to trust, PEM.
+	RootCa []byte `protobuf:"bytes,6,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	// GossipKeys are the endpoint gossip's keys, primary first.
+	GossipKeys    [][]byte `protobuf:"bytes,7,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -171,6 +177,220 @@ func (x *JoinResponse) GetManagers() []*Peer {
 	return nil
 }
 
+func (x *JoinResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetRootCa() []byte {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *JoinResponse) GetGossipKeys() [][]byte {
+	if x != nil {
+		return x.GossipKeys
+	}
+	return nil
+}
+
+type JoinRaftRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Addr is the manager's advertised address (API and Raft).
+	Addr          string `protobuf:"bytes,1,opt,name=addr,proto3" json:"addr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRaftRequest) Reset() {
+	*x = JoinRaftRequest{}
+	mi := &file_proto_api_raft_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRaftRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRaftRequest) ProtoMessage() {}
+
+func (x *JoinRaftRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_raft_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRaftRequest.ProtoReflect.Descriptor instead.
+func (*JoinRaftRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *JoinRaftRequest) GetAddr() string {
+	if x != nil {
+		return x.Addr
+	}
+	return ""
+}
+
+type JoinRaftResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Managers      []*Peer                `protobuf:"bytes,1,rep,name=managers,proto3" json:"managers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRaftResponse) Reset() {
+	*x = JoinRaftResponse{}
+	mi := &file_proto_api_raft_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRaftResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRaftResponse) ProtoMessage() {}
+
+func (x *JoinRaftResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_raft_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRaftResponse.ProtoReflect.Descriptor instead.
+func (*JoinRaftResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *JoinRaftResponse) GetManagers() []*Peer {
+	if x != nil {
+		return x.Managers
+	}
+	return nil
+}
+
+type RenewCertificateRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Csr           []byte                 `protobuf:"bytes,1,opt,name=csr,proto3" json:"csr,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateRequest) Reset() {
+	*x = RenewCertificateRequest{}
+	mi := &file_proto_api_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateRequest) ProtoMessage() {}
+
+func (x *RenewCertificateRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateRequest.ProtoReflect.Descriptor instead.
+func (*RenewCertificateRequest) Descriptor() ([]byte, []int) {
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RenewCertificateRequest) GetCsr() []byte {
+	if x != nil {
+		return x.Csr
+	}
+	return nil
+}
+
+type RenewCertificateResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Certificate   []byte                 `protobuf:"bytes,1,opt,name=certificate,proto3" json:"certificate,omitempty"`
+	RootCa        []byte                 `protobuf:"bytes,2,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	Role          NodeRole               `protobuf:"varint,3,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RenewCertificateResponse) Reset() {
+	*x = RenewCertificateResponse{}
+	mi := &file_proto_api_raft_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RenewCertificateResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RenewCertificateResponse) ProtoMessage() {}
+
+func (x *RenewCertificateResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_proto_api_raft_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RenewCertificateResponse.ProtoReflect.Descriptor instead.
+func (*RenewCertificateResponse) Descriptor() ([]byte, []int) {
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RenewCertificateResponse) GetCertificate() []byte {
+	if x != nil {
+		return x.Certificate
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetRootCa() []byte {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *RenewCertificateResponse) GetRole() NodeRole {
+	if x != nil {
+		return x.Role
+	}
+	return NodeRole_NODE_ROLE_WORKER
+}
+
 // Peer is a manager and its address.
 type Peer struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -182,7 +402,7 @@ type Peer struct {
 
 func (x *Peer) Reset() {
 	*x = Peer{}
-	mi := &file_proto_api_raft_proto_msgTypes[2]
+	mi := &file_proto_api_raft_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -194,7 +414,7 @@ func (x *Peer) String() string {
 func (*Peer) ProtoMessage() {}
 
 func (x *Peer) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[2]
+	mi := &file_proto_api_raft_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -207,7 +427,7 @@ func (x *Peer) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Peer.ProtoReflect.Descriptor instead.
 func (*Peer) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{2}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Peer) GetNodeId() string {
@@ -233,7 +453,7 @@ type LeaveRequest struct {
 
 func (x *LeaveRequest) Reset() {
 	*x = LeaveRequest{}
-	mi := &file_proto_api_raft_proto_msgTypes[3]
+	mi := &file_proto_api_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -245,7 +465,7 @@ func (x *LeaveRequest) String() string {
 func (*LeaveRequest) ProtoMessage() {}
 
 func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[3]
+	mi := &file_proto_api_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -258,7 +478,7 @@ func (x *LeaveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveRequest.ProtoReflect.Descriptor instead.
 func (*LeaveRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{3}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaveRequest) GetNodeId() string {
@@ -276,7 +496,7 @@ type LeaveResponse struct {
 
 func (x *LeaveResponse) Reset() {
 	*x = LeaveResponse{}
-	mi := &file_proto_api_raft_proto_msgTypes[4]
+	mi := &file_proto_api_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -288,7 +508,7 @@ func (x *LeaveResponse) String() string {
 func (*LeaveResponse) ProtoMessage() {}
 
 func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[4]
+	mi := &file_proto_api_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -301,7 +521,7 @@ func (x *LeaveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaveResponse.ProtoReflect.Descriptor instead.
 func (*LeaveResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{4}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{8}
 }
 
 type ProposeRequest struct {
@@ -313,7 +533,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_proto_api_raft_proto_msgTypes[5]
+	mi := &file_proto_api_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -325,7 +545,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[5]
+	mi := &file_proto_api_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -338,7 +558,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{5}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ProposeRequest) GetCommand() *Command {
@@ -357,7 +577,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_proto_api_raft_proto_msgTypes[6]
+	mi := &file_proto_api_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -369,7 +589,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[6]
+	mi := &file_proto_api_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -382,7 +602,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{6}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -400,7 +620,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_proto_api_raft_proto_msgTypes[7]
+	mi := &file_proto_api_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -412,7 +632,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[7]
+	mi := &file_proto_api_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -425,7 +645,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{7}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{11}
 }
 
 type ReadIndexResponse struct {
@@ -437,7 +657,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_proto_api_raft_proto_msgTypes[8]
+	mi := &file_proto_api_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -449,7 +669,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[8]
+	mi := &file_proto_api_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -462,7 +682,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{8}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -480,7 +700,7 @@ type RaftStatusRequest struct {
 
 func (x *RaftStatusRequest) Reset() {
 	*x = RaftStatusRequest{}
-	mi := &file_proto_api_raft_proto_msgTypes[9]
+	mi := &file_proto_api_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -492,7 +712,7 @@ func (x *RaftStatusRequest) String() string {
 func (*RaftStatusRequest) ProtoMessage() {}
 
 func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[9]
+	mi := &file_proto_api_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -505,7 +725,7 @@ func (x *RaftStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusRequest.ProtoReflect.Descriptor instead.
 func (*RaftStatusRequest) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{9}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{13}
 }
 
 type RaftStatusResponse struct {
@@ -518,7 +738,7 @@ type RaftStatusResponse struct {
 
 func (x *RaftStatusResponse) Reset() {
 	*x = RaftStatusResponse{}
-	mi := &file_proto_api_raft_proto_msgTypes[10]
+	mi := &file_proto_api_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -530,7 +750,7 @@ func (x *RaftStatusResponse) String() string {
 func (*RaftStatusResponse) ProtoMessage() {}
 
 func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_proto_api_raft_proto_msgTypes[10]
+	mi := &file_proto_api_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -543,7 +763,7 @@ func (x *RaftStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RaftStatusResponse.ProtoReflect.Descriptor instead.
 func (*RaftStatusResponse) Descriptor() ([]byte, []int) {
-	return file_proto_api_raft_proto_rawDescGZIP(), []int{10}
+	return file_proto_api_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RaftStatusResponse) GetNodeId() string {
@@ -564,19 +784,33 @@ var File_proto_api_raft_proto protoreflect.FileDescriptor
 
 const file_proto_api_raft_proto_rawDesc = "" +
 	"\n" +
-	"\x14proto/api/raft.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x15proto/api/store.proto\"\xcf\x01\n" +
+	"\x14proto/api/raft.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x15proto/api/store.proto\"\xce\x01\n" +
 	"\vJoinRequest\x12\x14\n" +
-	"\x05token\x18\x01 \x01(\tR\x05token\x12\x17\n" +
-	"\anode_id\x18\x02 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12<\n" +
 	"\vdescription\x18\x04 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12?\n" +
-	"\favailability\x18\x05 \x01(\x0e2\x1b.shoal.api.NodeAvailabilityR\favailability\"\x9c\x01\n" +
+	"\favailability\x18\x05 \x01(\x0e2\x1b.shoal.api.NodeAvailabilityR\favailability\x12\x10\n" +
+	"\x03csr\x18\x06 \x01(\fR\x03csrJ\x04\b\x02\x10\x03\"\xf8\x01\n" +
 	"\fJoinResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x02 \x01(\tR\tclusterId\x12'\n" +
 	"\x04role\x18\x03 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12+\n" +
-	"\bmanagers\x18\x04 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\"3\n" +
+	"\bmanagers\x18\x04 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\x12 \n" +
+	"\vcertificate\x18\x05 \x01(\fR\vcertificate\x12\x17\n" +
+	"\aroot_ca\x18\x06 \x01(\fR\x06rootCa\x12\x1f\n" +
+	"\vgossip_keys\x18\a \x03(\fR\n" +
+	"gossipKeys\"%\n" +
+	"\x0fJoinRaftRequest\x12\x12\n" +
+	"\x04addr\x18\x01 \x01(\tR\x04addr\"?\n" +
+	"\x10JoinRaftResponse\x12+\n" +
+	"\bmanagers\x18\x01 \x03(\v2\x0f.shoal.api.PeerR\bmanagers\"+\n" +
+	"\x17RenewCertificateRequest\x12\x10\n" +
+	"\x03csr\x18\x01 \x01(\fR\x03csr\"~\n" +
+	"\x18RenewCertificateResponse\x12 \n" +
+	"\vcertificate\x18\x01 \x01(\fR\vcertificate\x12\x17\n" +
+	"\aroot_ca\x18\x02 \x01(\fR\x06rootCa\x12'\n" +
+	"\x04role\x18\x03 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"3\n" +
 	"\x04Peer\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\"'\n" +
@@ -593,11 +827,14 @@ const file_proto_api_raft_proto_rawDesc = "" +
 	"\x11RaftStatusRequest\"R\n" +
 	"\x12RaftStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12#\n" +
-	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex2\x81\x01\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex2\xc6\x01\n" +
 	"\n" +
 	"Membership\x127\n" +
-	"\x04Join\x12\x16.shoal.api.JoinRequest\x1a\x17.shoal.api.JoinResponse\x12:\n" +
-	"\x05Leave\x12\x17.shoal.api.LeaveRequest\x1a\x18.shoal.api.LeaveResponse2\xd7\x01\n" +
+	"\x04Join\x12\x16.shoal.api.JoinRequest\x1a\x17.shoal.api.JoinResponse\x12C\n" +
+	"\bJoinRaft\x12\x1a.shoal.api.JoinRaftRequest\x1a\x1b.shoal.api.JoinRaftResponse\x12:\n" +
+	"\x05Leave\x12\x17.shoal.api.LeaveRequest\x1a\x18.shoal.api.LeaveResponse2e\n" +
+	"\x06NodeCA\x12[\n" +
+	"\x10RenewCertificate\x12\".shoal.api.RenewCertificateRequest\x1a#.shoal.api.RenewCertificateResponse2\xd7\x01\n" +
 	"\x04Raft\x12@\n" +
 	"\aPropose\x12\x19.shoal.api.ProposeRequest\x1a\x1a.shoal.api.ProposeResponse\x12F\n" +
 	"\tReadIndex\x12\x1b.shoal.api.ReadIndexRequest\x1a\x1c.shoal.api.ReadIndexResponse\x12E\n" +
@@ -615,45 +852,55 @@ func file_proto_api_raft_proto_rawDescGZIP() []byte {
 	return file_proto_api_raft_proto_rawDescData
 }
 
-var file_proto_api_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_proto_api_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_proto_api_raft_proto_goTypes = []any{
-	(*JoinRequest)(nil),        // 0: shoal.api.JoinRequest
-	(*JoinResponse)(nil),       // 1: shoal.api.JoinResponse
-	(*Peer)(nil),               // 2: shoal.api.Peer
-	(*LeaveRequest)(nil),       // 3: shoal.api.LeaveRequest
-	(*LeaveResponse)(nil),      // 4: shoal.api.LeaveResponse
-	(*ProposeRequest)(nil),     // 5: shoal.api.ProposeRequest
-	(*ProposeResponse)(nil),    // 6: shoal.api.ProposeResponse
-	(*ReadIndexRequest)(nil),   // 7: shoal.api.ReadIndexRequest
-	(*ReadIndexResponse)(nil),  // 8: shoal.api.ReadIndexResponse
-	(*RaftStatusRequest)(nil),  // 9: shoal.api.RaftStatusRequest
-	(*RaftStatusResponse)(nil), // 10: shoal.api.RaftStatusResponse
-	(*NodeDescription)(nil),    // 11: shoal.api.NodeDescription
-	(NodeAvailability)(0),      // 12: shoal.api.NodeAvailability
-	(NodeRole)(0),              // 13: shoal.api.NodeRole
-	(*Command)(nil),            // 14: shoal.api.Command
+	(*JoinRequest)(nil),              // 0: shoal.api.JoinRequest
+	(*JoinResponse)(nil),             // 1: shoal.api.JoinResponse
+	(*JoinRaftRequest)(nil),          // 2: shoal.api.JoinRaftRequest
+	(*JoinRaftResponse)(nil),         // 3: shoal.api.JoinRaftResponse
+	(*RenewCertificateRequest)(nil),  // 4: shoal.api.RenewCertificateRequest
+	(*RenewCertificateResponse)(nil), // 5: shoal.api.RenewCertificateResponse
+	(*Peer)(nil),                     // 6: shoal.api.Peer
+	(*LeaveRequest)(nil),             // 7: shoal.api.LeaveRequest
+	(*LeaveResponse)(nil),            // 8: shoal.api.LeaveResponse
+	(*ProposeRequest)(nil),           // 9: shoal.api.ProposeRequest
+	(*ProposeResponse)(nil),          // 10: shoal.api.ProposeResponse
+	(*ReadIndexRequest)(nil),         // 11: shoal.api.ReadIndexRequest
+	(*ReadIndexResponse)(nil),        // 12: shoal.api.ReadIndexResponse
+	(*RaftStatusRequest)(nil),        // 13: shoal.api.RaftStatusRequest
+	(*RaftStatusResponse)(nil),       // 14: shoal.api.RaftStatusResponse
+	(*NodeDescription)(nil),          // 15: shoal.api.NodeDescription
+	(NodeAvailability)(0),            // 16: shoal.api.NodeAvailability
+	(NodeRole)(0),                    // 17: shoal.api.NodeRole
+	(*Command)(nil),                  // 18: shoal.api.Command
 }
 var file_proto_api_raft_proto_depIdxs = []int32{
-	11, // 0: shoal.api.JoinRequest.description:type_name -> shoal.api.NodeDescription
-	12, // 1: shoal.api.JoinRequest.availability:type_name -> shoal.api.NodeAvailability
-	13, // 2: shoal.api.JoinResponse.role:type_name -> shoal.api.NodeRole
-	2,  // 3: shoal.api.JoinResponse.managers:type_name -> shoal.api.Peer
-	14, // 4: shoal.api.ProposeRequest.command:type_name -> shoal.api.Command
-	0,  // 5: shoal.api.Membership.Join:input_type -> shoal.api.JoinRequest
-	3,  // 6: shoal.api.Membership.Leave:input_type -> shoal.api.LeaveRequest
-	5,  // 7: shoal.api.Raft.Propose:input_type -> shoal.api.ProposeRequest
-	7,  // 8: shoal.api.Raft.ReadIndex:input_type -> shoal.api.ReadIndexRequest
-	9,  // 9: shoal.api.Raft.Status:input_type -> shoal.api.RaftStatusRequest
-	1,  // 10: shoal.api.Membership.Join:output_type -> shoal.api.JoinResponse
-	4,  // 11: shoal.api.Membership.Leave:output_type -> shoal.api.LeaveResponse
-	6,  // 12: shoal.api.Raft.Propose:output_type -> shoal.api.ProposeResponse
-	8,  // 13: shoal.api.Raft.ReadIndex:output_type -> shoal.api.ReadIndexResponse
-	10, // 14: shoal.api.Raft.Status:output_type -> shoal.api.RaftStatusResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	15, // 0: shoal.api.JoinRequest.description:type_name -> shoal.api.NodeDescription
+	16, // 1: shoal.api.JoinRequest.availability:type_name -> shoal.api.NodeAvailability
+	17, // 2: shoal.api.JoinResponse.role:type_name -> shoal.api.NodeRole
+	6,  // 3: shoal.api.JoinResponse.managers:type_name -> shoal.api.Peer
+	6,  // 4: shoal.api.JoinRaftResponse.managers:type_name -> shoal.api.Peer
+	17, // 5: shoal.api.RenewCertificateResponse.role:type_name -> shoal.api.NodeRole
+	18, // 6: shoal.api.ProposeRequest.command:type_name -> shoal.api.Command
+	0,  // 7: shoal.api.Membership.Join:input_type -> shoal.api.JoinRequest
+	2,  // 8: shoal.api.Membership.JoinRaft:input_type -> shoal.api.JoinRaftRequest
+	7,  // 9: shoal.api.Membership.Leave:input_type -> shoal.api.LeaveRequest
+	4,  // 10: shoal.api.NodeCA.RenewCertificate:input_type -> shoal.api.RenewCertificateRequest
+	9,  // 11: shoal.api.Raft.Propose:input_type -> shoal.api.ProposeRequest
+	11, // 12: shoal.api.Raft.ReadIndex:input_type -> shoal.api.ReadIndexRequest
+	13, // 13: shoal.api.Raft.Status:input_type -> shoal.api.RaftStatusRequest
+	1,  // 14: shoal.api.Membership.Join:output_type -> shoal.api.JoinResponse
+	3,  // 15: shoal.api.Membership.JoinRaft:output_type -> shoal.api.JoinRaftResponse
+	8,  // 16: shoal.api.Membership.Leave:output_type -> shoal.api.LeaveResponse
+	5,  // 17: shoal.api.NodeCA.RenewCertificate:output_type -> shoal.api.RenewCertificateResponse
+	10, // 18: shoal.api.Raft.Propose:output_type -> shoal.api.ProposeResponse
+	12, // 19: shoal.api.Raft.ReadIndex:output_type -> shoal.api.ReadIndexResponse
+	14, // 20: shoal.api.Raft.Status:output_type -> shoal.api.RaftStatusResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_raft_proto_init() }
@@ -670,9 +917,9 @@ func file_proto_api_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_raft_proto_rawDesc), len(file_proto_api_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   15,
 			NumExtensions: 0,
-			NumServices:   2,
+			NumServices:   3,
 		},
 		GoTypes:           file_proto_api_raft_proto_goTypes,
 		DependencyIndexes: file_proto_api_raft_proto_depIdxs,

@@ -21,22 +21,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Membership_Join_FullMethodName  = "/shoal.api.Membership/Join"
-	Membership_Leave_FullMethodName = "/shoal.api.Membership/Leave"
+	Membership_Join_FullMethodName     = "/shoal.api.Membership/Join"
+	Membership_JoinRaft_FullMethodName = "/shoal.api.Membership/JoinRaft"
+	Membership_Leave_FullMethodName    = "/shoal.api.Membership/Leave"
 )
 
 // MembershipClient is the client API for Membership service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// Membership lets a node join the cluster with a join token, and a
-// manager leave the Raft group.
+// Membership lets a node join the cluster with a join token, a new
+// manager join the Raft group, and a node leave.
 type MembershipClient interface {
-	// Join admits a node whose token names its role. A manager token makes
-	// the node a Raft voter at its advertised address. Fails with
-	// PermissionDenied for a missing or wrong token.
+	// Join admits a node whose token names its role: it creates the node
+	// with a fresh ID and signs the node's CSR with that ID and role. The
+	// only call that takes a client without a certificate. Fails with
+	// PermissionDenied for a wrong or rotated token, InvalidArgument for a
+	// bad CSR.
 	Join(ctx context.Context, in *JoinRequest, opts ...grpc.CallOption) (*JoinResponse, error)
-	// Leave removes the calling manager from the Raft group.
+	// JoinRaft makes the calling manager (named by its certificate) a Raft
+	// voter at addr, once it has caught up with the log.
+	JoinRaft(ctx context.Context, in *JoinRaftRequest, opts ...grpc.CallOption) (*JoinRaftResponse, error)
+	// Leave takes a node out of the cluster: the node itself or a manager.
 	Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error)
 }
 
@@ -58,6 +64,16 @@ func (c *membershipClient) Join(ctx context.Context, in *JoinRequest, opts ...gr
 	return out, nil
 }
 
+func (c *membershipClient) JoinRaft(ctx context.Context, in *JoinRaftRequest, opts ...grpc.CallOption) (*JoinRaftResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(JoinRaftResponse)
+	err := c.cc.Invoke(ctx, Membership_JoinRaft_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *membershipClient) Leave(ctx context.Context, in *LeaveRequest, opts ...grpc.CallOption) (*LeaveResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(LeaveResponse)
@@ -72,14 +88,19 @@ func (c *membershipClient) Leave(ctx context.Context, in *LeaveRequest, opts ...
 // All implementations must embed UnimplementedMembershipServer
 // for forward compatibility.
 //
-// Membership lets a node join the cluster with a join token, and a
-// manager leave the Raft group.
+// Membership lets a node join the cluster with a join token, a new
+// manager join the Raft group, and a node leave.
 type MembershipServer interface {
-	// Join admits a node whose token names its role. A manager token makes
-	// the node a Raft voter at its advertised address. Fails with
-	// PermissionDenied for a missing or wrong token.
+	// Join admits a node whose token names its role: it creates the node
+	// with a fresh ID and signs the node's CSR with that ID and role. The
+	// only call that takes a client without a certificate. Fails with
+	// PermissionDenied for a wrong or rotated token, InvalidArgument for a
+	// bad CSR.
 	Join(context.Context, *JoinRequest) (*JoinResponse, error)
-	// Leave removes the calling manager from the Raft group.
+	// JoinRaft makes the calling manager (named by its certificate) a Raft
+	// voter at addr, once it has caught up with the log.
+	JoinRaft(context.Context, *JoinRaftRequest) (*JoinRaftResponse, error)
+	// Leave takes a node out of the cluster: the node itself or a manager.
 	Leave(context.Context, *LeaveRequest) (*LeaveResponse, error)
 	mustEmbedUnimplementedMembershipServer()
 }
@@ -93,6 +114,9 @@ type UnimplementedMembershipServer struct{}
 
 func (UnimplementedMembershipServer) Join(context.Context, *JoinRequest) (*JoinResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Join not implemented")
+}
+func (UnimplementedMembershipServer) JoinRaft(context.Context, *JoinRaftRequest) (*JoinRaftResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method JoinRaft not implemented")
 }
 func (UnimplementedMembershipServer) Leave(context.Context, *LeaveRequest) (*LeaveResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method Leave not implemented")
@@ -136,6 +160,24 @@ func _Membership_Join_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Membership_JoinRaft_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(JoinRaftRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(MembershipServer).JoinRaft(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Membership_JoinRaft_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(MembershipServer).JoinRaft(ctx, req.(*JoinRaftRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Membership_Leave_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(LeaveRequest)
 	if err := dec(in); err != nil {
@@ -166,8 +208,124 @@ var Membership_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Membership_Join_Handler,
 		},
 		{
+			MethodName: "JoinRaft",
+			Handler:    _Membership_JoinRaft_Handler,
+		},
+		{
 			MethodName: "Leave",
 			Handler:    _Membership_Leave_Handler,
+		},
+	},
+	Streams:  []grpc.StreamDesc{},
+	Metadata: "proto/api/raft.proto",
+}
+
+const (
+	NodeCA_RenewCertificate_FullMethodName = "/shoal.api.NodeCA/RenewCertificate"
+)
+
+// NodeCAClient is the client API for NodeCA service.
+//
+// For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
+//
+// NodeCA renews nodes' certificates.
+type NodeCAClient interface {
+	// RenewCertificate signs the calling node's CSR with its ID (from its
+	// certificate) and its current role in the cluster, and returns the
+	// roots to trust. Fails with InvalidArgument for a bad CSR.
+	RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error)
+}
+
+type nodeCAClient struct {
+	cc grpc.ClientConnInterface
+}
+
+func NewNodeCAClient(cc grpc.ClientConnInterface) NodeCAClient {
+	return &nodeCAClient{cc}
+}
+
+func (c *nodeCAClient) RenewCertificate(ctx context.Context, in *RenewCertificateRequest, opts ...grpc.CallOption) (*RenewCertificateResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RenewCertificateResponse)
+	err := c.cc.Invoke(ctx, NodeCA_RenewCertificate_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// NodeCAServer is the server API for NodeCA service.
+// All implementations must embed UnimplementedNodeCAServer
+// for forward compatibility.
+//
+// NodeCA renews nodes' certificates.
+type NodeCAServer interface {
+	// RenewCertificate signs the calling node's CSR with its ID (from its
+	// certificate) and its current role in the cluster, and returns the
+	// roots to trust. Fails with InvalidArgument for a bad CSR.
+	RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error)
+	mustEmbedUnimplementedNodeCAServer()
+}
+
+// UnimplementedNodeCAServer must be embedded to have
+// forward compatible implementations.
+//
+// NOTE: this should be embedded by value instead of pointer to avoid a nil
+// pointer dereference when methods are called.
+type UnimplementedNodeCAServer struct{}
+
+func (UnimplementedNodeCAServer) RenewCertificate(context.Context, *RenewCertificateRequest) (*RenewCertificateResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method RenewCertificate not implemented")
+}
+func (UnimplementedNodeCAServer) mustEmbedUnimplementedNodeCAServer() {}
+func (UnimplementedNodeCAServer) testEmbeddedByValue()                {}
+
+// UnsafeNodeCAServer may be embedded to opt out of forward compatibility for this service.
+// Use of this interface is not recommended, as added methods to NodeCAServer will
+// result in compilation errors.
+type UnsafeNodeCAServer interface {
+	mustEmbedUnimplementedNodeCAServer()
+}
+
+func RegisterNodeCAServer(s grpc.ServiceRegistrar, srv NodeCAServer) {
+	// If the following call pancis, it indicates UnimplementedNodeCAServer was
+	// embedded by pointer and is nil.  This will cause panics if an
+	// unimplemented method is ever invoked, so we test this at initialization
+	// time to prevent it from happening at runtime later due to I/O.
+	if t, ok := srv.(interface{ testEmbeddedByValue() }); ok {
+		t.testEmbeddedByValue()
+	}
+	s.RegisterService(&NodeCA_ServiceDesc, srv)
+}
+
+func _NodeCA_RenewCertificate_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RenewCertificateRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(NodeCAServer).RenewCertificate(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: NodeCA_RenewCertificate_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(NodeCAServer).RenewCertificate(ctx, req.(*RenewCertificateRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+// NodeCA_ServiceDesc is the grpc.ServiceDesc for NodeCA service.
+// It's only intended for direct use with grpc.RegisterService,
+// and not to be introspected or modified (even as a copy)
+var NodeCA_ServiceDesc = grpc.ServiceDesc{
+	ServiceName: "shoal.api.NodeCA",
+	HandlerType: (*NodeCAServer)(nil),
+	Methods: []grpc.MethodDesc{
+		{
+			MethodName: "RenewCertificate",
+			Handler:    _NodeCA_RenewCertificate_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

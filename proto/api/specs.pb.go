@@ -2320,8 +2320,12 @@ type ClusterSpec struct {
 	// HeartbeatGracePeriods is how many heartbeat periods a node may miss
 	// before it is DOWN and its tasks are replaced; unset = 3.
 	HeartbeatGracePeriods *uint32 `protobuf:"varint,5,opt,name=heartbeat_grace_periods,json=heartbeatGracePeriods,proto3,oneof" json:"heartbeat_grace_periods,omitempty"`
-	unknownFields         protoimpl.UnknownFields
-	sizeCache             protoimpl.SizeCache
+	// CertExpiry is the lifetime of node and client certificates,
+	// nanoseconds; unset = 90 days; at least 1 hour. Nodes renew at a
+	// random point between 50% and 80% of it.
+	CertExpiry    *int64 `protobuf:"varint,6,opt,name=cert_expiry,json=certExpiry,proto3,oneof" json:"cert_expiry,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ClusterSpec) Reset() {
@@ -2385,6 +2389,13 @@ func (x *ClusterSpec) GetSnapshotInterval() uint64 {
 func (x *ClusterSpec) GetHeartbeatGracePeriods() uint32 {
 	if x != nil && x.HeartbeatGracePeriods != nil {
 		return *x.HeartbeatGracePeriods
+	}
+	return 0
+}
+
+func (x *ClusterSpec) GetCertExpiry() int64 {
+	if x != nil && x.CertExpiry != nil {
+		return *x.CertExpiry
 	}
 	return 0
 }
@@ -2589,17 +2600,20 @@ const file_proto_api_specs_proto_rawDesc = "" +
 	"\n" +
 	"ConfigSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12\x12\n" +
-	"\x04data\x18\x02 \x01(\fR\x04data\"\x94\x03\n" +
+	"\x04data\x18\x02 \x01(\fR\x04data\"\xca\x03\n" +
 	"\vClusterSpec\x128\n" +
 	"\vannotations\x18\x01 \x01(\v2\x16.shoal.api.AnnotationsR\vannotations\x12D\n" +
 	"\x1ctask_history_retention_limit\x18\x02 \x01(\x03H\x00R\x19taskHistoryRetentionLimit\x88\x01\x01\x12.\n" +
 	"\x10heartbeat_period\x18\x03 \x01(\x03H\x01R\x0fheartbeatPeriod\x88\x01\x01\x120\n" +
 	"\x11snapshot_interval\x18\x04 \x01(\x04H\x02R\x10snapshotInterval\x88\x01\x01\x12;\n" +
-	"\x17heartbeat_grace_periods\x18\x05 \x01(\rH\x03R\x15heartbeatGracePeriods\x88\x01\x01B\x1f\n" +
+	"\x17heartbeat_grace_periods\x18\x05 \x01(\rH\x03R\x15heartbeatGracePeriods\x88\x01\x01\x12$\n" +
+	"\vcert_expiry\x18\x06 \x01(\x03H\x04R\n" +
+	"certExpiry\x88\x01\x01B\x1f\n" +
 	"\x1d_task_history_retention_limitB\x13\n" +
 	"\x11_heartbeat_periodB\x14\n" +
 	"\x12_snapshot_intervalB\x1a\n" +
-	"\x18_heartbeat_grace_periodsB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
+	"\x18_heartbeat_grace_periodsB\x0e\n" +
+	"\f_cert_expiryB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
 	file_proto_api_specs_proto_rawDescOnce sync.Once

@@ -17,11 +17,11 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/agent"
@@ -29,9 +29,8 @@ import (
 	ctrd "github.com/shoalhq/shoal/agent/runtime/containerd"
 	"github.com/shoalhq/shoal/agent/runtime/simulated"
 	"github.com/shoalhq/shoal/manager"
+	"github.com/shoalhq/shoal/manager/authz"
 	"github.com/shoalhq/shoal/manager/ca"
-	"github.com/shoalhq/shoal/manager/raft"
-	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/overlay"
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -79,6 +78,14 @@ type Config struct {
 	// OverlayGCInterval overrides how often unused overlay devices are
 	// looked for (tests).
 	OverlayGCInterval time.Duration
+	// ExternalCACert and ExternalCAKey, with --init, are the root CA to
+	// use instead of a generated one (PEM files).
+	ExternalCACert, ExternalCAKey string
+	// CertExpiry, with --init, is the cluster's certificate lifetime.
+	CertExpiry time.Duration
+	// CertRenewInterval, when set, renews the node's certificate this
+	// often instead of at 50-80% of its lifetime (tests).
+	CertRenewInterval time.Duration
 	Logger            *slog.Logger
 	// Ready, if set, is called once the node serves its API.
 	Ready func(d *Daemon)
@@ -90,11 +97,16 @@ type Daemon struct {
 	log   *slog.Logger
 	state *nodeState
 	lock  *os.File
-	mux   *raft.Mux
+	ln    net.Listener // the node's TCP port, served once the node has its certificate
+	creds *ca.Credentials
+	tr    *manager.Transport
 	grpc  *grpc.Server
 	logs  *agent.LogServer // the node's Logs service; reads the executor once runAgent has one
 	unix  net.Listener
 	desc  *api.NodeDescription
+	// root and clusterID are set by --init until the manager bootstraps.
+	root      *ca.RootCA
+	clusterID string
 
 	cancel  context.CancelFunc
 	leaving atomic.Bool // set while the node leaves: a removal is expected
@@ -104,15 +116,20 @@ type Daemon struct {
 	// a simulated-runtime node), for the LocalNode image and volume calls.
 	ctrdExec atomic.Pointer[ctrd.Executor]
 
-	mu      sync.Mutex
-	manager *manager.Manager
-	cluster *api.Cluster // set after --init, for the banner
+	renewMu  sync.Mutex    // one renewal at a time
+	renewNow chan struct{} // asks keepCertificate to renew at once
+
+	mu         sync.Mutex
+	gossipKeys [][]byte // the keys the overlay was given last
+	manager    *manager.Manager
+	cluster    *api.Cluster // set after --init, for the banner
 }
 
-// Dial opens a plain gRPC client connection to a node address. It is the
-// one place that chooses transport credentials.
-func Dial(addr string) (*grpc.ClientConn, error) {
-	return grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+// dial opens a connection to a manager with the node's certificate,
+// accepting only managers of this cluster. It is the one place that
+// chooses the node's client credentials.
+func (d *Daemon) dial(addr string) (*grpc.ClientConn, error) {
+	return manager.Dialer(d.creds, ca.ExpectManager)(addr)
 }
 
 // errNotManager answers manager services on a worker.
@@ -149,9 +166,18 @@ func (c *Config) validate() error {
 		return errors.New("--join needs --token: get one with `shoal cluster join-token worker|manager` on a manager")
 	}
 	if c.Token != "" {
-		if err := ca.CheckTokenFormat(c.Token); err != nil {
+		if _, err := ca.ParseToken(c.Token); err != nil {
 			return fmt.Errorf("--token: %w", err)
 		}
+	}
+	if (c.ExternalCACert != "" || c.ExternalCAKey != "" || c.CertExpiry != 0) && !c.Init {
+		return errors.New("--external-ca and --cert-expiry are set when the cluster is created: give them with --init only (change the expiry later with `shoal cluster update --cert-expiry`)")
+	}
+	if (c.ExternalCACert == "") != (c.ExternalCAKey == "") {
+		return errors.New("--external-ca needs both the certificate and the key: --external-ca CERT.pem,KEY.pem")
+	}
+	if c.CertExpiry != 0 && (c.CertExpiry < ca.MinCertLifetime || c.CertExpiry > ca.RootLifetime/2) {
+		return fmt.Errorf("--cert-expiry %s: use %s to %s", c.CertExpiry, ca.MinCertLifetime, ca.RootLifetime/2)
 	}
 	if c.ListenAddr == "" {
 		return errors.New("--listen-addr is required (HOST:PORT)")
@@ -193,7 +219,7 @@ func start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	d := &Daemon{cfg: cfg, log: cfg.Logger}
+	d := &Daemon{cfg: cfg, log: cfg.Logger, renewNow: make(chan struct{}, 1)}
 	if d.lock, err = lockDataDir(cfg.DataDir); err != nil {
 		return nil, err
 	}
@@ -208,7 +234,7 @@ func start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 	if err := d.checkMode(); err != nil {
 		return nil, err
 	}
-	if err := d.listen(); err != nil {
+	if err := d.openPort(); err != nil {
 		return nil, err
 	}
 	hostname := cfg.Hostname
@@ -226,15 +252,22 @@ func start(ctx context.Context, cfg Config) (_ *Daemon, err error) {
 		err = d.initCluster(ctx)
 	case d.cfg.JoinAddr != "":
 		err = d.join(ctx)
-	case d.cfg.ForceNew:
-		err = d.startManager(true)
 	default:
+		if d.creds, err = manager.LoadNodeCredentials(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("this node's certificate: %w (a node made before TLS cannot resume: join it again with a fresh --data-dir)", err)
+		}
+		if d.gossipKeys, err = loadGossipKeys(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("gossip keys: %w", err)
+		}
+		if err = d.serve(); err != nil {
+			return nil, err
+		}
 		hasRaft, herr := manager.HasState(cfg.DataDir)
 		if herr != nil {
 			return nil, herr
 		}
-		if hasRaft {
-			err = d.startManager(false)
+		if hasRaft || d.cfg.ForceNew {
+			err = d.startManager(d.cfg.ForceNew)
 		}
 	}
 	if err != nil {
@@ -275,9 +308,10 @@ func (d *Daemon) checkMode() error {
 	return nil
 }
 
-// listen opens the node's TCP port (gRPC and Raft share it) and the local
-// unix socket, and registers the services.
-func (d *Daemon) listen() error {
+// openPort opens the node's TCP port (gRPC and Raft share it, all TLS)
+// and settles the advertised address; the port is served (serve) once the
+// node has its certificate.
+func (d *Daemon) openPort() error {
 	ln, err := net.Listen("tcp", d.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", d.cfg.ListenAddr, err)
@@ -290,13 +324,29 @@ func (d *Daemon) listen() error {
 		}
 		d.cfg.AdvertiseAddr = adv
 	}
-	advAddr, err := net.ResolveTCPAddr("tcp", adv)
-	if err != nil {
+	if _, err := net.ResolveTCPAddr("tcp", adv); err != nil {
 		ln.Close()
 		return fmt.Errorf("--advertise-addr %s: %w", adv, err)
 	}
-	d.mux = raft.NewMux(ln, advAddr)
-	d.grpc = grpc.NewServer()
+	d.ln = ln
+	return nil
+}
+
+// serve starts serving the TCP port with the node's credentials (every
+// call authorized) and the local unix socket (root only), and registers
+// the services.
+func (d *Daemon) serve() error {
+	advAddr, err := net.ResolveTCPAddr("tcp", d.cfg.AdvertiseAddr)
+	if err != nil {
+		return err
+	}
+	d.tr = manager.NewTransport(d.ln, advAddr, d.creds, func() authz.Membership {
+		if m := d.currentManager(); m != nil {
+			return m
+		}
+		return nil
+	})
+	d.grpc = d.tr.GRPC
 	d.logs = agent.NewLogServer()
 	api.RegisterLogsServer(d.grpc, d.logs)
 	resolve := func(pick func(*manager.Manager) any) func() (any, error) {
@@ -319,17 +369,22 @@ func (d *Daemon) listen() error {
 	manager.Gate(d.grpc, &api.Membership_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Membership() }), nil)
 	manager.Gate(d.grpc, &api.Raft_ServiceDesc, resolve(func(m *manager.Manager) any { return m.RaftService() }), nil)
 	manager.Gate(d.grpc, &api.Dispatcher_ServiceDesc, resolve(func(m *manager.Manager) any { return m.Dispatcher() }), nil)
+	manager.Gate(d.grpc, &api.NodeCA_ServiceDesc, resolve(func(m *manager.Manager) any { return m.NodeCA() }), nil)
 	api.RegisterLocalNodeServer(d.grpc, &localNode{d: d})
-	go d.grpc.Serve(d.mux.GRPCListener())
+	go d.grpc.Serve(d.tr.Mux.GRPCListener())
 	sock := d.cfg.SocketPath
 	if sock == "" {
 		sock = filepath.Join(d.cfg.DataDir, "shoal.sock")
 	}
 	_ = os.Remove(sock)
-	if d.unix, err = net.Listen("unix", sock); err != nil {
+	// Created 0600 from the start: no other user may connect, even
+	// between bind and chmod.
+	old := syscall.Umask(0o177)
+	d.unix, err = net.Listen("unix", sock)
+	syscall.Umask(old)
+	if err != nil {
 		return fmt.Errorf("listen on unix socket %s: %w", sock, err)
 	}
-	_ = os.Chmod(sock, 0o660)
 	go d.grpc.Serve(d.unix)
 	return nil
 }
@@ -353,12 +408,22 @@ func (d *Daemon) NodeID() string { return d.state.NodeID }
 func (d *Daemon) Cluster() *api.Cluster { return d.cluster }
 
 func (d *Daemon) managerConfig(force bool) manager.Config {
+	var expiry *int64
+	if d.cfg.CertExpiry != 0 {
+		e := int64(d.cfg.CertExpiry)
+		expiry = &e
+	}
 	return manager.Config{
 		NodeID:          d.state.NodeID,
 		Addr:            d.cfg.AdvertiseAddr,
 		DataDir:         d.cfg.DataDir,
-		StreamLayer:     d.mux.StreamLayer(),
-		Dial:            Dial,
+		StreamLayer:     d.tr.Mux.StreamLayer(),
+		Dial:            d.dial,
+		DialNode:        manager.Dialer(d.creds, ca.ExpectNode),
+		ClusterID:       d.clusterID,
+		RootCA:          d.root,
+		CertExpiry:      expiry,
+		CutNode:         d.tr.Mux.Cut,
 		Description:     d.desc,
 		Availability:    d.cfg.Availability,
 		HeartbeatPeriod: d.cfg.HeartbeatPeriod,
@@ -403,7 +468,27 @@ func (d *Daemon) stopManager(wipe bool) {
 }
 
 func (d *Daemon) initCluster(ctx context.Context) error {
-	d.state = &nodeState{NodeID: store.NewID()}
+	var root *ca.RootCA
+	if d.cfg.ExternalCACert != "" {
+		var err error
+		if root, err = manager.LoadExternalCA(d.cfg.ExternalCACert, d.cfg.ExternalCAKey); err != nil {
+			return err
+		}
+	}
+	var expiry *int64
+	if d.cfg.CertExpiry != 0 {
+		e := int64(d.cfg.CertExpiry)
+		expiry = &e
+	}
+	clusterID, nodeID, root, creds, err := manager.NewClusterCredentials(d.cfg.DataDir, root, expiry)
+	if err != nil {
+		return err
+	}
+	d.state = &nodeState{NodeID: nodeID, ClusterID: clusterID}
+	d.creds, d.root, d.clusterID = creds, root, clusterID
+	if err := d.serve(); err != nil {
+		return err
+	}
 	if err := d.startManager(false); err != nil {
 		return err
 	}
@@ -413,58 +498,101 @@ func (d *Daemon) initCluster(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	d.root = nil // the store holds it now
 	d.cluster = cluster
-	d.state.ClusterID = cluster.Id
+	d.setGossipKeys(cluster.GetGossipKeys())
 	d.state.Managers = []string{d.cfg.AdvertiseAddr}
 	return saveState(d.cfg.DataDir, d.state)
 }
 
-// join asks the cluster at JoinAddr to admit this node. The manager role
-// is started first (with no state) so that, if the token is a manager
-// token, the leader can replicate to it as soon as it adds it.
+// JoinTokens are the cluster's join tokens (for the banner after --init).
+func (d *Daemon) JoinTokens() (*api.JoinTokens, error) {
+	m := d.currentManager()
+	if m == nil {
+		return nil, errors.New("not a manager")
+	}
+	return m.JoinTokens()
+}
+
+// join asks the cluster at JoinAddr to admit this node: the manager is
+// checked against the token's CA digest, the node gets its ID and
+// certificate, and a manager then starts its Raft server and asks to be
+// made a voter.
 func (d *Daemon) join(ctx context.Context) error {
-	d.state = &nodeState{NodeID: store.NewID()}
-	if err := d.startManager(false); err != nil {
-		return err
-	}
-	conn, err := Dial(d.cfg.JoinAddr)
-	if err != nil {
-		return fmt.Errorf("--join %s: %w", d.cfg.JoinAddr, err)
-	}
-	defer conn.Close()
 	jctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	req := &api.JoinRequest{Token: d.cfg.Token, NodeId: d.state.NodeID, Addr: d.cfg.AdvertiseAddr, Description: d.desc, Availability: d.cfg.Availability}
+	req := &api.JoinRequest{Addr: d.cfg.AdvertiseAddr, Description: d.desc, Availability: d.cfg.Availability}
 	var resp *api.JoinResponse
-	for {
-		// A cluster that is electing a leader or a manager that is still
-		// starting answers Unavailable: retry until the deadline.
-		resp, err = api.NewMembershipClient(conn).Join(jctx, req)
-		if status.Code(err) != codes.Unavailable || jctx.Err() != nil {
-			break
-		}
-		d.log.Info("join: cluster not ready, retrying", "err", err)
-		select {
-		case <-jctx.Done():
-		case <-time.After(500 * time.Millisecond):
-		}
-	}
+	err := d.untilAvailable(jctx, "join", func() (err error) {
+		resp, d.creds, err = manager.JoinCluster(jctx, d.cfg.JoinAddr, d.cfg.Token, d.cfg.DataDir, req)
+		return err
+	})
 	if err != nil {
-		d.stopManager(true)
-		if st, ok := status.FromError(err); ok {
-			return fmt.Errorf("join %s refused: %s", d.cfg.JoinAddr, st.Message())
-		}
-		return fmt.Errorf("join %s: %w", d.cfg.JoinAddr, err)
+		return refused("join "+d.cfg.JoinAddr, err)
 	}
-	if resp.Role != api.NodeRole_NODE_ROLE_MANAGER {
-		d.stopManager(true)
-	}
-	d.state.ClusterID = resp.ClusterId
+	d.state = &nodeState{NodeID: resp.NodeId, ClusterID: resp.ClusterId}
+	d.setGossipKeys(resp.GossipKeys)
 	for _, p := range resp.Managers {
 		d.state.Managers = append(d.state.Managers, p.Addr)
 	}
+	if err := d.serve(); err != nil {
+		return err
+	}
+	if resp.Role == api.NodeRole_NODE_ROLE_MANAGER {
+		if err := d.startManager(false); err != nil {
+			return err
+		}
+		if err := d.joinRaft(jctx); err != nil {
+			d.stopManager(true)
+			return err
+		}
+	}
 	d.log.Info("joined cluster", "cluster", resp.ClusterId, "node", resp.NodeId, "role", resp.Role.String())
 	return saveState(d.cfg.DataDir, d.state)
+}
+
+// joinRaft asks the managers to make this manager a Raft voter, retrying
+// while the cluster has no leader.
+func (d *Daemon) joinRaft(ctx context.Context) error {
+	conn, err := d.dial(d.cfg.JoinAddr)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	err = d.untilAvailable(ctx, "join raft", func() error {
+		_, err := api.NewMembershipClient(conn).JoinRaft(ctx, &api.JoinRaftRequest{Addr: d.cfg.AdvertiseAddr})
+		return err
+	})
+	if err != nil {
+		return refused("join the managers' Raft group through "+d.cfg.JoinAddr, err)
+	}
+	return nil
+}
+
+// untilAvailable calls fn until it answers something other than
+// Unavailable (a cluster electing a leader, a manager still starting) or
+// ctx ends, pausing between tries.
+func (d *Daemon) untilAvailable(ctx context.Context, what string, fn func() error) error {
+	for {
+		err := fn()
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+		d.log.Info(what+": cluster not ready, retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+// refused words a failed call for the user: a status's message, or the
+// error itself.
+func refused(what string, err error) error {
+	if st, ok := status.FromError(err); ok {
+		return fmt.Errorf("%s refused: %s", what, st.Message())
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // runAgent keeps the heartbeat session and acts on role changes until ctx
@@ -503,7 +631,7 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 		Addr:        d.cfg.AdvertiseAddr,
 		Description: d.desc,
 		Managers:    managers,
-		Dial:        Dial,
+		Dial:        d.dial,
 		Period:      d.cfg.HeartbeatPeriod,
 		Logger:      d.log,
 		Role: func() api.NodeRole {
@@ -517,6 +645,7 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 		StateDir:   d.cfg.DataDir,
 		Overlay:    overlayOf(host),
 	})
+	go d.keepCertificate(ctx)
 	err = a.Run(ctx)
 	if d.leaving.Load() {
 		return nil
@@ -546,13 +675,22 @@ func (d *Daemon) onHeartbeat(resp *api.HeartbeatResponse) {
 	m := d.currentManager()
 	switch {
 	case resp.DesiredRole == api.NodeRole_NODE_ROLE_MANAGER && m == nil:
+		// A manager needs a manager certificate before its Raft server
+		// can speak to the others.
+		if !d.ensureRole(api.NodeRole_NODE_ROLE_MANAGER) {
+			break
+		}
 		if err := d.startManager(false); err != nil {
 			d.log.Error("promotion: start manager", "err", err)
 		}
 	case resp.DesiredRole == api.NodeRole_NODE_ROLE_WORKER && m != nil && !inRaft:
 		d.log.Info("demoted: stopping the manager role")
 		d.stopManager(true)
+		d.ensureRole(api.NodeRole_NODE_ROLE_WORKER)
+	case resp.DesiredRole == api.NodeRole_NODE_ROLE_WORKER && m == nil:
+		d.ensureRole(api.NodeRole_NODE_ROLE_WORKER)
 	}
+	d.setGossipKeys(resp.GossipKeys)
 	if host := d.overlay.Load(); host != nil {
 		if err := host.SetIngress(resp.Ingress, resp.Attachments); err != nil {
 			d.log.Warn("overlay: routing mesh", "err", err)
@@ -590,8 +728,10 @@ func (d *Daemon) stop() {
 		}
 	}
 	d.stopManager(false)
-	if d.mux != nil {
-		d.mux.Close()
+	if d.tr != nil {
+		d.tr.Mux.Close()
+	} else if d.ln != nil {
+		d.ln.Close()
 	}
 	if d.unix != nil {
 		d.unix.Close()

@@ -7,14 +7,14 @@ import (
 	"time"
 
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/shoalhq/shoal/agent"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
-// localNode serves requests about this node on its unix socket.
+// localNode serves requests about this node on its unix socket (the
+// access table admits no other caller).
 type localNode struct {
 	api.UnimplementedLocalNodeServer
 	d *Daemon
@@ -24,9 +24,6 @@ type localNode struct {
 // forgets the node's cluster state so the data directory can join again.
 func (s *localNode) Leave(ctx context.Context, req *api.NodeLeaveRequest) (*api.NodeLeaveResponse, error) {
 	d := s.d
-	if p, ok := peer.FromContext(ctx); !ok || p.Addr.Network() != "unix" {
-		return nil, status.Error(codes.PermissionDenied, "leave must be run on the node itself, through its unix socket (no --host, or --host unix://DATA/shoal.sock)")
-	}
 	if d.currentManager() != nil && !req.Force {
 		return nil, status.Errorf(codes.FailedPrecondition,
 			"node %s is a manager: leaving lowers the managers' fault tolerance; demote it first (`shoal node demote %s`) or leave with --force", d.state.NodeID, d.state.NodeID)
@@ -38,6 +35,11 @@ func (s *localNode) Leave(ctx context.Context, req *api.NodeLeaveRequest) (*api.
 	}
 	err := d.callManagers(ctx, managers, func(ctx context.Context, c api.MembershipClient) error {
 		_, err := c.Leave(ctx, &api.LeaveRequest{NodeId: d.state.NodeID})
+		if api.IsNodeRemoved(err) {
+			// An earlier try went through (its answer was lost when the
+			// managers cut this node's connections): the node is out.
+			return nil
+		}
 		return err
 	})
 	if err != nil {
@@ -67,7 +69,7 @@ func (d *Daemon) callManagers(ctx context.Context, addrs []string, call func(con
 	var last error = status.Error(codes.Unavailable, "no manager address known")
 	for ctx.Err() == nil {
 		for _, a := range addrs {
-			conn, err := Dial(a)
+			conn, err := d.dial(a)
 			if err != nil {
 				last = err
 				continue

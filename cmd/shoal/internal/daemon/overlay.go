@@ -29,7 +29,11 @@ func (d *Daemon) startOverlay(ctx context.Context, managers []string) (*overlay.
 		d.log.Info("overlay networking is off: it needs an IPv4 --advertise-addr other hosts reach", "advertise_addr", d.cfg.AdvertiseAddr)
 		return nil, nil
 	}
+	d.mu.Lock()
+	keys := d.gossipKeys
+	d.mu.Unlock()
 	host, err := overlay.New(overlay.Config{
+		GossipKeys: keys,
 		NodeID:     d.state.NodeID,
 		VTEP:       ap.Addr(),
 		GossipPort: d.cfg.GossipPort,

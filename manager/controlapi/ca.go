@@ -1,0 +1,243 @@
+package controlapi
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/shoalhq/shoal/manager/ca"
+	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/proto/api"
+)
+
+// The cluster's CA as the store keeps it (api.Cluster.root_ca): the
+// helpers here are the one place that turns it into certificates, join
+// tokens and the removed-node list, for this API and the manager's
+// membership and renewal services alike.
+
+// gossipKeySize is the size of a gossip key (AES-256).
+const gossipKeySize = 32
+
+// NewClusterCA returns the stored form of root: its certificate and key
+// and fresh worker and manager token state.
+func NewClusterCA(root *ca.RootCA) (*api.RootCA, error) {
+	rc := &api.RootCA{Cert: root.CertPEM, Key: root.KeyPEM()}
+	for _, role := range []ca.Role{ca.RoleWorker, ca.RoleManager} {
+		if err := RotateJoinToken(rc, root, role); err != nil {
+			return nil, err
+		}
+	}
+	return rc, nil
+}
+
+// NewGossipKey returns a fresh gossip key.
+func NewGossipKey() []byte {
+	k := make([]byte, gossipKeySize)
+	if _, err := rand.Read(k); err != nil {
+		panic("crypto/rand failed: " + err.Error()) // never fails on Linux
+	}
+	return k
+}
+
+// RotateJoinToken gives role's token a new nonce in rc (a clone the
+// caller owns): the old token stops admitting nodes.
+func RotateJoinToken(rc *api.RootCA, root *ca.RootCA, role ca.Role) error {
+	nonce := ca.NewNonce()
+	tok, err := root.JoinToken(role, nonce)
+	if err != nil {
+		return err
+	}
+	if role == ca.RoleManager {
+		rc.ManagerTokenNonce, rc.ManagerTokenHash = nonce, ca.HashSecret(tok.Secret)
+	} else {
+		rc.WorkerTokenNonce, rc.WorkerTokenHash = nonce, ca.HashSecret(tok.Secret)
+	}
+	return nil
+}
+
+// rootCache keeps the last parsed root CA: parsing on every call would
+// cost a key parse per join or renewal.
+var rootCache struct {
+	sync.Mutex
+	cert, key []byte
+	root      *ca.RootCA
+}
+
+// ClusterRoot returns the cluster's root CA with its key, or an error
+// saying the cluster has none.
+func ClusterRoot(c *api.Cluster) (*ca.RootCA, error) {
+	rc := c.GetRootCa()
+	if len(rc.GetCert()) == 0 || len(rc.GetKey()) == 0 {
+		return nil, fmt.Errorf("cluster %s has no root CA", c.GetId())
+	}
+	rootCache.Lock()
+	defer rootCache.Unlock()
+	if rootCache.root != nil && bytes.Equal(rootCache.cert, rc.Cert) && bytes.Equal(rootCache.key, rc.Key) {
+		return rootCache.root, nil
+	}
+	root, err := ca.ParseRootCA(rc.Cert, rc.Key)
+	if err != nil {
+		return nil, fmt.Errorf("cluster root CA: %w", err)
+	}
+	rootCache.cert, rootCache.key, rootCache.root = rc.Cert, rc.Key, root
+	return root, nil
+}
+
+// JoinTokens computes the cluster's current join tokens.
+func JoinTokens(c *api.Cluster) (*api.JoinTokens, error) {
+	root, err := ClusterRoot(c)
+	if err != nil {
+		return nil, err
+	}
+	w, err := root.JoinToken(ca.RoleWorker, c.GetRootCa().GetWorkerTokenNonce())
+	if err != nil {
+		return nil, err
+	}
+	m, err := root.JoinToken(ca.RoleManager, c.GetRootCa().GetManagerTokenNonce())
+	if err != nil {
+		return nil, err
+	}
+	return &api.JoinTokens{Worker: w.String(), Manager: m.String()}, nil
+}
+
+// TokenRole returns the role a presented join token admits with, or false
+// when it admits none (wrong CA digest, wrong or rotated secret).
+func TokenRole(c *api.Cluster, tok ca.Token) (ca.Role, bool) {
+	root, err := ClusterRoot(c)
+	if err != nil || tok.Digest != root.Digest() {
+		return "", false
+	}
+	rc := c.GetRootCa()
+	switch {
+	case ca.SecretMatches(tok.Secret, rc.GetManagerTokenHash()):
+		return ca.RoleManager, true
+	case ca.SecretMatches(tok.Secret, rc.GetWorkerTokenHash()):
+		return ca.RoleWorker, true
+	}
+	return "", false
+}
+
+// CertLifetime is the lifetime of the certificates the cluster issues.
+func CertLifetime(c *api.Cluster) time.Duration {
+	if v := c.GetSpec().CertExpiry; v != nil {
+		return time.Duration(*v)
+	}
+	return ca.DefaultCertLifetime
+}
+
+// IssueNodeCertificate signs a node's CSR as id/role, valid for the
+// cluster's lifetime from now, and returns the chain (leaf, root) and the
+// roots to trust, PEM.
+func IssueNodeCertificate(c *api.Cluster, csr []byte, id string, role ca.Role, now time.Time) (chain, roots []byte, err error) {
+	root, err := ClusterRoot(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := root.Sign(csr, ca.Identity{ClusterID: c.GetId(), ID: id, Role: role}, CertLifetime(c), now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(leaf, root.CertPEM...), root.CertPEM, nil
+}
+
+// RoleOf maps a node role to a certificate's.
+func RoleOf(r api.NodeRole) ca.Role {
+	if r == api.NodeRole_NODE_ROLE_MANAGER {
+		return ca.RoleManager
+	}
+	return ca.RoleWorker
+}
+
+// DenyNode records, in c (a clone the caller owns), that node id was
+// removed at now: its certificates are refused until every one it may
+// hold has expired. Entries already expired are dropped.
+func DenyNode(c *api.Cluster, id string, now time.Time) {
+	// A certificate issued just before the removal lives this long;
+	// the CA backdates by a few minutes, which this covers too.
+	expires := now.Add(CertLifetime(c) + time.Hour).UnixNano()
+	kept := c.RemovedNodes[:0]
+	for _, r := range c.RemovedNodes {
+		if r.GetExpires() > now.UnixNano() && r.GetNodeId() != id {
+			kept = append(kept, r)
+		}
+	}
+	c.RemovedNodes = append(kept, &api.RemovedNode{NodeId: id, Expires: expires})
+}
+
+// IsRemoved reports whether c lists node id as removed.
+func IsRemoved(c *api.Cluster, id string) bool {
+	for _, r := range c.GetRemovedNodes() {
+		if r.GetNodeId() == id {
+			return true
+		}
+	}
+	return false
+}
+
+// DenyNodeTx records the removal of node id in the cluster object within
+// tx (every removal of a node goes through it, in the transaction that
+// deletes the node).
+func DenyNodeTx(tx store.Tx, id string, now time.Time) error {
+	cs := tx.FindClusters(store.All())
+	if len(cs) == 0 {
+		return nil
+	}
+	c := clone(cs[0])
+	DenyNode(c, id, now)
+	return tx.UpdateCluster(c)
+}
+
+// maxClientName bounds an admin client's name.
+const maxClientName = 64
+
+// IssueClientCertificate signs an admin client's CSR: the certificate
+// names the client and role admin, with the cluster's certificate
+// lifetime.
+func (s *Server) IssueClientCertificate(ctx context.Context, req *api.IssueClientCertificateRequest) (*api.IssueClientCertificateResponse, error) {
+	if !nameRE.MatchString(req.GetName()) {
+		return nil, invalidf("name %q: use 1 to %d letters, digits, '.', '_' or '-', starting with a letter or digit", req.GetName(), maxClientName-1)
+	}
+	var c *api.Cluster
+	s.store.View(func(tx store.ReadTx) {
+		if cs := tx.FindClusters(store.All()); len(cs) > 0 {
+			c = cs[0]
+		}
+	})
+	if c == nil {
+		return nil, preconditionf("the cluster is not initialized yet")
+	}
+	root, err := ClusterRoot(c)
+	if err != nil {
+		return nil, err
+	}
+	leaf, err := root.Sign(req.GetCsr(), ca.Identity{ClusterID: c.GetId(), ID: req.GetName(), Role: ca.RoleAdmin}, CertLifetime(c), time.Now())
+	if err != nil {
+		return nil, invalidf("%v", err)
+	}
+	return &api.IssueClientCertificateResponse{Certificate: leaf, RootCa: root.CertPEM}, nil
+}
+
+// redactCluster returns a clone of c without its secrets (the CA key,
+// token state and gossip keys) and with the join tokens computed, when
+// withTokens.
+func redactCluster(c *api.Cluster, withTokens bool) (*api.Cluster, error) {
+	if c == nil {
+		return nil, nil
+	}
+	out := clone(c)
+	if withTokens {
+		toks, err := JoinTokens(c)
+		if err != nil {
+			return nil, err
+		}
+		out.JoinTokens = toks
+	}
+	if out.RootCa != nil {
+		out.RootCa = &api.RootCA{Cert: out.RootCa.Cert}
+	}
+	out.GossipKeys = nil
+	return out, nil
+}
