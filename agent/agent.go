@@ -60,6 +60,10 @@ type Config struct {
 	Role func() api.NodeRole
 	// OnResponse is called with every heartbeat answer.
 	OnResponse func(*api.HeartbeatResponse)
+	// GossipKeyring returns the digest of the gossip keys the node has
+	// installed (api.GossipKeyringDigest), reported with each heartbeat;
+	// nil reports none.
+	GossipKeyring func() []byte
 	// Period is the heartbeat period until a manager says otherwise.
 	Period time.Duration
 	Logger *slog.Logger
@@ -283,12 +287,16 @@ func (a *Agent) beat(ctx context.Context) (*api.HeartbeatResponse, error) {
 		if a.cfg.Role != nil {
 			role = a.cfg.Role()
 		}
+		var keyring []byte
+		if a.cfg.GossipKeyring != nil {
+			keyring = a.cfg.GossipKeyring()
+		}
 		cctx, cancel := context.WithTimeout(ctx, a.cfg.Period)
 		a.mu.Lock()
 		desc := a.desc
 		a.mu.Unlock()
 		resp, err := api.NewDispatcherClient(c).Heartbeat(cctx, &api.HeartbeatRequest{
-			NodeId: a.cfg.NodeID, Description: desc, Addr: a.cfg.Addr, Role: role,
+			NodeId: a.cfg.NodeID, Description: desc, Addr: a.cfg.Addr, Role: role, GossipKeyring: keyring,
 		})
 		cancel()
 		if err == nil || api.IsNodeRemoved(err) {

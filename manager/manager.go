@@ -53,6 +53,9 @@ type Config struct {
 	ClusterID  string
 	RootCA     *ca.RootCA
 	CertExpiry *int64
+	// GossipKeyInterval is how often the leader rotates the gossip key;
+	// zero means DefaultGossipKeyInterval.
+	GossipKeyInterval time.Duration
 	// CutNode closes every open connection of a node (its streams end);
 	// called for each node removed from the cluster. Nil: none is cut.
 	CutNode func(nodeID string) int
@@ -229,7 +232,7 @@ func (m *Manager) Stop() error {
 
 // runLeaderLoops runs the leader-only work while this manager leads: the
 // dispatcher's sessions and DOWN detection, the role reconciler, the
-// orchestrator, the placer and the allocator. Each starts with a full pass at the start
+// gossip key rotation, the orchestrator, the placer and the allocator. Each starts with a full pass at the start
 // of every term, then is level-triggered.
 func (m *Manager) runLeaderLoops(ctx context.Context) {
 	ch, cancel := m.raft.SubscribeLeadership()
@@ -253,7 +256,8 @@ func (m *Manager) runLeaderLoops(ctx context.Context) {
 			orch := orchestrator.New(m.store, orchestrator.Config{Logger: m.log})
 			placer := placement.New(m.store, placement.Config{Logger: m.log})
 			alloc := allocator.New(m.store, allocator.Config{Logger: m.log})
-			loops.Add(5)
+			loops.Add(6)
+			go func() { defer loops.Done(); m.rotateGossipKeys(lctx) }()
 			go func() { defer loops.Done(); m.dispatcher.Run(lctx) }()
 			go func() { defer loops.Done(); m.reconcileRoles(lctx) }()
 			go func() { defer loops.Done(); orch.Run(lctx) }()

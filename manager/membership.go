@@ -48,6 +48,7 @@ func (m *Manager) ensureCluster(ctx context.Context) (*api.Cluster, error) {
 				DefaultAddressPool: m.cfg.DefaultAddressPool,
 				SubnetSize:         m.cfg.SubnetSize,
 				GossipKeys:         [][]byte{controlapi.NewGossipKey()},
+				GossipKeyChanged:   time.Now().UnixNano(),
 			}
 			if err := tx.CreateCluster(cluster); err != nil {
 				return err

@@ -5,10 +5,12 @@ package main
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -65,6 +67,17 @@ func writeClusterInfo(w io.Writer, info *api.GetClusterInfoResponse) error {
 	fmt.Fprintf(t, "Services:\t%d\n", info.GetServices())
 	fmt.Fprintf(t, "Tasks:\t%d\n", info.GetTasks())
 	fmt.Fprintf(t, "Applied index:\t%d\n", info.GetAppliedIndex())
+	if root := cl.GetRootCa().GetCert(); len(root) > 0 {
+		if certs, err := ca.ParseCertificates(root); err == nil {
+			fmt.Fprintf(t, "CA digest:\t%s\n", ca.DigestOf(certs[0]))
+		}
+	}
+	expiry := ca.DefaultCertLifetime
+	if v := cl.GetSpec().CertExpiry; v != nil {
+		expiry = time.Duration(*v)
+	}
+	fmt.Fprintf(t, "Certificate expiry:\t%s\n", expiry)
+	fmt.Fprintf(t, "Gossip key:\t%s\n", gossipKeyState(cl))
 	if err := t.Flush(); err != nil {
 		return err
 	}
@@ -92,6 +105,20 @@ func writeClusterInfoJSON(w io.Writer, info *api.GetClusterInfoResponse) error {
 		info.Cluster.JoinTokens = nil
 	}
 	return writeProtoObject(w, info)
+}
+
+// gossipKeyState says where a rotation of the gossip key stands.
+func gossipKeyState(cl *api.Cluster) string {
+	switch cl.GetGossipKeyStep() {
+	case api.GossipKeyStep_GOSSIP_KEY_STEP_INSTALL:
+		return "rotating: every node is getting the new key"
+	case api.GossipKeyStep_GOSSIP_KEY_STEP_USE:
+		return "rotating: nodes switch to the new key"
+	}
+	if at := cl.GetGossipKeyChanged(); at != 0 {
+		return "steady, last rotated " + time.Unix(0, at).UTC().Format(time.RFC3339)
+	}
+	return "steady"
 }
 
 // managerStatus names a manager's standing as docker does.

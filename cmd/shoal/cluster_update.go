@@ -20,6 +20,7 @@ type clusterUpdateOptions struct {
 	heartbeatGrace  uint32
 	historyLimit    int64
 	certExpiry      string
+	rotateGossipKey bool
 }
 
 // apply changes spec for every flag that was given.
@@ -64,8 +65,11 @@ func (o *clusterUpdateOptions) apply(cmd *cobra.Command, spec *api.ClusterSpec) 
 		spec.CertExpiry = &v
 		changed = true
 	}
+	if o.rotateGossipKey {
+		changed = true
+	}
 	if !changed {
-		return fmt.Errorf("nothing to change: give at least one of --heartbeat-period, --heartbeat-grace, --task-history-limit, --cert-expiry")
+		return fmt.Errorf("nothing to change: give at least one of --heartbeat-period, --heartbeat-grace, --task-history-limit, --cert-expiry, --rotate-gossip-key")
 	}
 	return nil
 }
@@ -81,7 +85,10 @@ func newClusterUpdateCmd(g *globalOptions) *cobra.Command {
 (default 3) is DOWN and its tasks are replaced elsewhere. The orchestrator
 keeps --task-history-limit dead tasks per slot (default 5). Node and
 client certificates issued from now on live --cert-expiry (default
-2160h, 90 days); nodes renew theirs between 50% and 80% of it.`,
+2160h, 90 days); nodes renew theirs between 50% and 80% of it.
+--rotate-gossip-key replaces the key that encrypts the hosts' endpoint
+gossip now (the leader also does it every 12 hours), in three steps that
+each wait for every node: cluster info shows the step.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			// Check the flags before anything is sent.
@@ -108,7 +115,7 @@ client certificates issued from now on live --cert-expiry (default
 					return err
 				}
 				_, err = write(ctx, c, c.api.UpdateCluster, &api.UpdateClusterRequest{
-					ClusterId: cl.GetId(), Version: cl.GetMeta().GetVersion(), Spec: spec})
+					ClusterId: cl.GetId(), Version: cl.GetMeta().GetVersion(), Spec: spec, RotateGossipKey: o.rotateGossipKey})
 				return err
 			})
 			if err != nil {
@@ -123,5 +130,6 @@ client certificates issued from now on live --cert-expiry (default
 	f.Uint32Var(&o.heartbeatGrace, "heartbeat-grace", 3, "missed heartbeat periods before a node is DOWN")
 	f.Int64Var(&o.historyLimit, "task-history-limit", 5, "dead tasks kept per slot")
 	f.StringVar(&o.certExpiry, "cert-expiry", "2160h", "lifetime of the certificates issued from now on (at least 1h)")
+	f.BoolVar(&o.rotateGossipKey, "rotate-gossip-key", false, "start a rotation of the gossip encryption key now")
 	return cmd
 }

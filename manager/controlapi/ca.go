@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
@@ -240,4 +241,45 @@ func redactCluster(c *api.Cluster, withTokens bool) (*api.Cluster, error) {
 	}
 	out.GossipKeys = nil
 	return out, nil
+}
+
+// ErrRotationInProgress means a gossip key rotation was asked for while
+// one is still going.
+var ErrRotationInProgress = errors.New("a gossip key rotation is in progress: wait until every node has the new key (`shoal cluster info` shows the step)")
+
+// StartGossipKeyRotation begins a rotation in c (a clone the caller
+// owns): a new key is installed beside the old one, which stays primary.
+func StartGossipKeyRotation(c *api.Cluster) error {
+	if c.GetGossipKeyStep() != api.GossipKeyStep_GOSSIP_KEY_STEP_STEADY || len(c.GossipKeys) == 0 {
+		return ErrRotationInProgress
+	}
+	c.GossipKeys = [][]byte{c.GossipKeys[0], NewGossipKey()}
+	c.GossipKeyStep = api.GossipKeyStep_GOSSIP_KEY_STEP_INSTALL
+	return nil
+}
+
+// NextGossipKeyStep moves a rotation in c (a clone the caller owns) one
+// step on, once every node has the keys of the current step: install
+// [old, new] → use [new, old] → steady [new] (completed at now). It
+// reports whether it changed anything.
+func NextGossipKeyStep(c *api.Cluster, now time.Time) bool {
+	keys := c.GetGossipKeys()
+	switch c.GetGossipKeyStep() {
+	case api.GossipKeyStep_GOSSIP_KEY_STEP_INSTALL:
+		if len(keys) != 2 {
+			return false
+		}
+		c.GossipKeys = [][]byte{keys[1], keys[0]}
+		c.GossipKeyStep = api.GossipKeyStep_GOSSIP_KEY_STEP_USE
+	case api.GossipKeyStep_GOSSIP_KEY_STEP_USE:
+		if len(keys) != 2 {
+			return false
+		}
+		c.GossipKeys = [][]byte{keys[0]}
+		c.GossipKeyStep = api.GossipKeyStep_GOSSIP_KEY_STEP_STEADY
+		c.GossipKeyChanged = now.UnixNano()
+	default:
+		return false
+	}
+	return true
 }

@@ -4,6 +4,9 @@ import (
 	"context"
 	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
 	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/store"
 	"github.com/shoalhq/shoal/proto/api"
@@ -37,7 +40,9 @@ func (s *Server) GetClusterInfo(ctx context.Context, _ *api.GetClusterInfoReques
 	return resp, nil
 }
 
-// UpdateCluster replaces the cluster spec and, when asked, rotates the
+// UpdateCluster replaces the cluster spec and, when asked, starts a
+// rotation of the gossip key (FailedPrecondition while one is going) and
+// rotates the
 // worker and/or manager join token (a rotated token is a fresh
 // new nonce for the token's secret; the old one stops admitting new nodes
 // at once, nodes already in the cluster are unaffected). cluster_id may be empty for "the
@@ -63,6 +68,11 @@ func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterReques
 		c := clone(cur)
 		if req.GetSpec() != nil {
 			c.Spec = clone(req.GetSpec())
+		}
+		if req.GetRotateGossipKey() {
+			if err := StartGossipKeyRotation(c); err != nil {
+				return status.Error(codes.FailedPrecondition, err.Error())
+			}
 		}
 		if req.GetRotateWorkerToken() || req.GetRotateManagerToken() {
 			root, err := ClusterRoot(c)

@@ -85,6 +85,7 @@ type Dispatcher struct {
 	mu       sync.Mutex
 	lastSeen map[string]time.Time
 	reported map[string]api.NodeRole
+	keyrings map[string][]byte // the gossip keyring digest each node last reported
 
 	// runMu guards run, set while Run runs.
 	runMu sync.Mutex
@@ -115,7 +116,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.AssignmentBatchDelay <= 0 {
 		cfg.AssignmentBatchDelay = DefaultAssignmentBatchDelay
 	}
-	return &Dispatcher{cfg: cfg, lastSeen: map[string]time.Time{}, reported: map[string]api.NodeRole{}}
+	return &Dispatcher{cfg: cfg, lastSeen: map[string]time.Time{}, reported: map[string]api.NodeRole{}, keyrings: map[string][]byte{}}
 }
 
 // current returns the state of the running Run, nil when none runs.
@@ -179,6 +180,15 @@ func (d *Dispatcher) ReportedRole(nodeID string) (api.NodeRole, bool) {
 	return r, ok
 }
 
+// ReportedKeyring returns the digest of the gossip keys the node reported
+// in its last heartbeat to this dispatcher (false if it sent none here).
+func (d *Dispatcher) ReportedKeyring(nodeID string) ([]byte, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	k, ok := d.keyrings[nodeID]
+	return k, ok
+}
+
 // Heartbeat records a node's heartbeat (leader only) and answers with the
 // node's desired role, the period, the managers, the node's own network
 // attachments, the ingress network and the gossip keys. It writes the node
@@ -205,6 +215,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 	d.mu.Lock()
 	d.lastSeen[req.NodeId] = time.Now()
 	d.reported[req.NodeId] = req.Role
+	d.keyrings[req.NodeId] = req.GossipKeyring
 	d.mu.Unlock()
 	if needsWrite(node, req) {
 		err := d.updateNode(ctx, req.NodeId, func(n *api.Node) {

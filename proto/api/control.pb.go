@@ -323,8 +323,10 @@ type UpdateClusterRequest struct {
 	Spec               *ClusterSpec           `protobuf:"bytes,3,opt,name=spec,proto3" json:"spec,omitempty"`
 	RotateWorkerToken  bool                   `protobuf:"varint,4,opt,name=rotate_worker_token,json=rotateWorkerToken,proto3" json:"rotate_worker_token,omitempty"`
 	RotateManagerToken bool                   `protobuf:"varint,5,opt,name=rotate_manager_token,json=rotateManagerToken,proto3" json:"rotate_manager_token,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// RotateGossipKey starts a rotation of the gossip key now.
+	RotateGossipKey bool `protobuf:"varint,6,opt,name=rotate_gossip_key,json=rotateGossipKey,proto3" json:"rotate_gossip_key,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *UpdateClusterRequest) Reset() {
@@ -388,6 +390,13 @@ func (x *UpdateClusterRequest) GetRotateWorkerToken() bool {
 func (x *UpdateClusterRequest) GetRotateManagerToken() bool {
 	if x != nil {
 		return x.RotateManagerToken
+	}
+	return false
+}
+
+func (x *UpdateClusterRequest) GetRotateGossipKey() bool {
+	if x != nil {
+		return x.RotateGossipKey
 	}
 	return false
 }
@@ -1959,14 +1968,15 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12;\n" +
 	"\freachability\x18\x04 \x01(\x0e2\x17.shoal.api.ReachabilityR\freachability\x12\x1a\n" +
-	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"\xdd\x01\n" +
+	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"\x89\x02\n" +
 	"\x14UpdateClusterRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12*\n" +
 	"\x04spec\x18\x03 \x01(\v2\x16.shoal.api.ClusterSpecR\x04spec\x12.\n" +
 	"\x13rotate_worker_token\x18\x04 \x01(\bR\x11rotateWorkerToken\x120\n" +
-	"\x14rotate_manager_token\x18\x05 \x01(\bR\x12rotateManagerToken\"E\n" +
+	"\x14rotate_manager_token\x18\x05 \x01(\bR\x12rotateManagerToken\x12*\n" +
+	"\x11rotate_gossip_key\x18\x06 \x01(\bR\x0frotateGossipKey\"E\n" +
 	"\x15UpdateClusterResponse\x12,\n" +
 	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"E\n" +
 	"\x1dIssueClientCertificateRequest\x12\x12\n" +

@@ -123,7 +123,11 @@ type HeartbeatRequest struct {
 	Description *NodeDescription       `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
 	Addr        string                 `protobuf:"bytes,3,opt,name=addr,proto3" json:"addr,omitempty"`
 	// Role is the role the node runs as now.
-	Role          NodeRole `protobuf:"varint,4,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	Role NodeRole `protobuf:"varint,4,opt,name=role,proto3,enum=shoal.api.NodeRole" json:"role,omitempty"`
+	// GossipKeyring is the digest (GossipKeyringDigest) of the gossip keys
+	// the node has installed, so the managers know when every node has a
+	// rotation's step.
+	GossipKeyring []byte `protobuf:"bytes,5,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -184,6 +188,13 @@ func (x *HeartbeatRequest) GetRole() NodeRole {
 		return x.Role
 	}
 	return NodeRole_NODE_ROLE_WORKER
+}
+
+func (x *HeartbeatRequest) GetGossipKeyring() []byte {
+	if x != nil {
+		return x.GossipKeyring
+	}
+	return nil
 }
 
 type HeartbeatResponse struct {
@@ -1113,12 +1124,13 @@ var File_proto_api_dispatcher_proto protoreflect.FileDescriptor
 
 const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/api/dispatcher.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x14proto/api/raft.proto\"\xa6\x01\n" +
+	"\x1aproto/api/dispatcher.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x14proto/api/raft.proto\"\xcd\x01\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\vdescription\x18\x02 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12'\n" +
-	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\"\xc0\x02\n" +
+	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12%\n" +
+	"\x0egossip_keyring\x18\x05 \x01(\fR\rgossipKeyring\"\xc0\x02\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +

@@ -25,6 +25,62 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// GossipKeyStep is a step of a gossip key rotation. Each step waits until
+// every node that is up has installed the keys of the one before.
+type GossipKeyStep int32
+
+const (
+	// Steady: one key.
+	GossipKeyStep_GOSSIP_KEY_STEP_STEADY GossipKeyStep = 0
+	// Install: [old, new], the old key still primary: every node learns
+	// the new key.
+	GossipKeyStep_GOSSIP_KEY_STEP_INSTALL GossipKeyStep = 1
+	// Use: [new, old]: nodes encrypt with the new key, and still read the
+	// old one from nodes that have not switched yet.
+	GossipKeyStep_GOSSIP_KEY_STEP_USE GossipKeyStep = 2
+)
+
+// Enum value maps for GossipKeyStep.
+var (
+	GossipKeyStep_name = map[int32]string{
+		0: "GOSSIP_KEY_STEP_STEADY",
+		1: "GOSSIP_KEY_STEP_INSTALL",
+		2: "GOSSIP_KEY_STEP_USE",
+	}
+	GossipKeyStep_value = map[string]int32{
+		"GOSSIP_KEY_STEP_STEADY":  0,
+		"GOSSIP_KEY_STEP_INSTALL": 1,
+		"GOSSIP_KEY_STEP_USE":     2,
+	}
+)
+
+func (x GossipKeyStep) Enum() *GossipKeyStep {
+	p := new(GossipKeyStep)
+	*p = x
+	return p
+}
+
+func (x GossipKeyStep) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (GossipKeyStep) Descriptor() protoreflect.EnumDescriptor {
+	return file_proto_api_objects_proto_enumTypes[0].Descriptor()
+}
+
+func (GossipKeyStep) Type() protoreflect.EnumType {
+	return &file_proto_api_objects_proto_enumTypes[0]
+}
+
+func (x GossipKeyStep) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use GossipKeyStep.Descriptor instead.
+func (GossipKeyStep) EnumDescriptor() ([]byte, []int) {
+	return file_proto_api_objects_proto_rawDescGZIP(), []int{0}
+}
+
 type UpdateStatus_State int32
 
 const (
@@ -70,11 +126,11 @@ func (x UpdateStatus_State) String() string {
 }
 
 func (UpdateStatus_State) Descriptor() protoreflect.EnumDescriptor {
-	return file_proto_api_objects_proto_enumTypes[0].Descriptor()
+	return file_proto_api_objects_proto_enumTypes[1].Descriptor()
 }
 
 func (UpdateStatus_State) Type() protoreflect.EnumType {
-	return &file_proto_api_objects_proto_enumTypes[0]
+	return &file_proto_api_objects_proto_enumTypes[1]
 }
 
 func (x UpdateStatus_State) Number() protoreflect.EnumNumber {
@@ -1316,9 +1372,14 @@ type Cluster struct {
 	// GossipKeys encrypt the agents' endpoint gossip (AES-256), the first
 	// one primary; handed to nodes with their heartbeats, never returned by
 	// the control API.
-	GossipKeys    [][]byte `protobuf:"bytes,9,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	GossipKeys [][]byte `protobuf:"bytes,9,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// GossipKeyStep is where a rotation of the gossip key stands;
+	// gossip_key_changed (Unix nanoseconds) is when a rotation last
+	// completed (or the cluster was made).
+	GossipKeyStep    GossipKeyStep `protobuf:"varint,10,opt,name=gossip_key_step,json=gossipKeyStep,proto3,enum=shoal.api.GossipKeyStep" json:"gossip_key_step,omitempty"`
+	GossipKeyChanged int64         `protobuf:"varint,11,opt,name=gossip_key_changed,json=gossipKeyChanged,proto3" json:"gossip_key_changed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Cluster) Reset() {
@@ -1412,6 +1473,20 @@ func (x *Cluster) GetGossipKeys() [][]byte {
 		return x.GossipKeys
 	}
 	return nil
+}
+
+func (x *Cluster) GetGossipKeyStep() GossipKeyStep {
+	if x != nil {
+		return x.GossipKeyStep
+	}
+	return GossipKeyStep_GOSSIP_KEY_STEP_STEADY
+}
+
+func (x *Cluster) GetGossipKeyChanged() int64 {
+	if x != nil {
+		return x.GossipKeyChanged
+	}
+	return 0
 }
 
 // RootCA is the cluster's root certificate authority, held by the
@@ -1727,7 +1802,7 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\x06Config\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12)\n" +
-	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"\xff\x02\n" +
+	"\x04spec\x18\x03 \x01(\v2\x15.shoal.api.ConfigSpecR\x04spec\"\xef\x03\n" +
 	"\aCluster\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12#\n" +
 	"\x04meta\x18\x02 \x01(\v2\x0f.shoal.api.MetaR\x04meta\x12*\n" +
@@ -1740,7 +1815,10 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\aroot_ca\x18\a \x01(\v2\x11.shoal.api.RootCAR\x06rootCa\x12;\n" +
 	"\rremoved_nodes\x18\b \x03(\v2\x16.shoal.api.RemovedNodeR\fremovedNodes\x12\x1f\n" +
 	"\vgossip_keys\x18\t \x03(\fR\n" +
-	"gossipKeys\"\xe6\x01\n" +
+	"gossipKeys\x12@\n" +
+	"\x0fgossip_key_step\x18\n" +
+	" \x01(\x0e2\x18.shoal.api.GossipKeyStepR\rgossipKeyStep\x12,\n" +
+	"\x12gossip_key_changed\x18\v \x01(\x03R\x10gossipKeyChanged\"\xe6\x01\n" +
 	"\x06RootCA\x12\x12\n" +
 	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12,\n" +
@@ -1754,7 +1832,11 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"\n" +
 	"JoinTokens\x12\x16\n" +
 	"\x06worker\x18\x01 \x01(\tR\x06worker\x12\x18\n" +
-	"\amanager\x18\x02 \x01(\tR\amanagerB$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
+	"\amanager\x18\x02 \x01(\tR\amanager*a\n" +
+	"\rGossipKeyStep\x12\x1a\n" +
+	"\x16GOSSIP_KEY_STEP_STEADY\x10\x00\x12\x1b\n" +
+	"\x17GOSSIP_KEY_STEP_INSTALL\x10\x01\x12\x17\n" +
+	"\x13GOSSIP_KEY_STEP_USE\x10\x02B$Z\"github.com/shoalhq/shoal/proto/apib\x06proto3"
 
 var (
 	file_proto_api_objects_proto_rawDescOnce sync.Once
@@ -1768,98 +1850,100 @@ func file_proto_api_objects_proto_rawDescGZIP() []byte {
 	return file_proto_api_objects_proto_rawDescData
 }
 
-var file_proto_api_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_proto_api_objects_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
 var file_proto_api_objects_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_proto_api_objects_proto_goTypes = []any{
-	(UpdateStatus_State)(0),   // 0: shoal.api.UpdateStatus.State
-	(*Node)(nil),              // 1: shoal.api.Node
-	(*NodeDescription)(nil),   // 2: shoal.api.NodeDescription
-	(*NodeStatus)(nil),        // 3: shoal.api.NodeStatus
-	(*ManagerStatus)(nil),     // 4: shoal.api.ManagerStatus
-	(*Service)(nil),           // 5: shoal.api.Service
-	(*UpdateStatus)(nil),      // 6: shoal.api.UpdateStatus
-	(*Endpoint)(nil),          // 7: shoal.api.Endpoint
-	(*VirtualIP)(nil),         // 8: shoal.api.VirtualIP
-	(*Task)(nil),              // 9: shoal.api.Task
-	(*TaskStatus)(nil),        // 10: shoal.api.TaskStatus
-	(*ContainerStatus)(nil),   // 11: shoal.api.ContainerStatus
-	(*NetworkAttachment)(nil), // 12: shoal.api.NetworkAttachment
-	(*Network)(nil),           // 13: shoal.api.Network
-	(*Secret)(nil),            // 14: shoal.api.Secret
-	(*Config)(nil),            // 15: shoal.api.Config
-	(*Cluster)(nil),           // 16: shoal.api.Cluster
-	(*RootCA)(nil),            // 17: shoal.api.RootCA
-	(*RemovedNode)(nil),       // 18: shoal.api.RemovedNode
-	(*JoinTokens)(nil),        // 19: shoal.api.JoinTokens
-	nil,                       // 20: shoal.api.NodeDescription.EngineLabelsEntry
-	(*Meta)(nil),              // 21: shoal.api.Meta
-	(*NodeSpec)(nil),          // 22: shoal.api.NodeSpec
-	(NodeRole)(0),             // 23: shoal.api.NodeRole
-	(*Platform)(nil),          // 24: shoal.api.Platform
-	(*Resources)(nil),         // 25: shoal.api.Resources
-	(NodeState)(0),            // 26: shoal.api.NodeState
-	(Reachability)(0),         // 27: shoal.api.Reachability
-	(*ServiceSpec)(nil),       // 28: shoal.api.ServiceSpec
-	(*EndpointSpec)(nil),      // 29: shoal.api.EndpointSpec
-	(*PortConfig)(nil),        // 30: shoal.api.PortConfig
-	(*TaskSpec)(nil),          // 31: shoal.api.TaskSpec
-	(*Annotations)(nil),       // 32: shoal.api.Annotations
-	(TaskState)(0),            // 33: shoal.api.TaskState
-	(*NetworkSpec)(nil),       // 34: shoal.api.NetworkSpec
-	(*IPAMConfig)(nil),        // 35: shoal.api.IPAMConfig
-	(*SecretSpec)(nil),        // 36: shoal.api.SecretSpec
-	(*ConfigSpec)(nil),        // 37: shoal.api.ConfigSpec
-	(*ClusterSpec)(nil),       // 38: shoal.api.ClusterSpec
+	(GossipKeyStep)(0),        // 0: shoal.api.GossipKeyStep
+	(UpdateStatus_State)(0),   // 1: shoal.api.UpdateStatus.State
+	(*Node)(nil),              // 2: shoal.api.Node
+	(*NodeDescription)(nil),   // 3: shoal.api.NodeDescription
+	(*NodeStatus)(nil),        // 4: shoal.api.NodeStatus
+	(*ManagerStatus)(nil),     // 5: shoal.api.ManagerStatus
+	(*Service)(nil),           // 6: shoal.api.Service
+	(*UpdateStatus)(nil),      // 7: shoal.api.UpdateStatus
+	(*Endpoint)(nil),          // 8: shoal.api.Endpoint
+	(*VirtualIP)(nil),         // 9: shoal.api.VirtualIP
+	(*Task)(nil),              // 10: shoal.api.Task
+	(*TaskStatus)(nil),        // 11: shoal.api.TaskStatus
+	(*ContainerStatus)(nil),   // 12: shoal.api.ContainerStatus
+	(*NetworkAttachment)(nil), // 13: shoal.api.NetworkAttachment
+	(*Network)(nil),           // 14: shoal.api.Network
+	(*Secret)(nil),            // 15: shoal.api.Secret
+	(*Config)(nil),            // 16: shoal.api.Config
+	(*Cluster)(nil),           // 17: shoal.api.Cluster
+	(*RootCA)(nil),            // 18: shoal.api.RootCA
+	(*RemovedNode)(nil),       // 19: shoal.api.RemovedNode
+	(*JoinTokens)(nil),        // 20: shoal.api.JoinTokens
+	nil,                       // 21: shoal.api.NodeDescription.EngineLabelsEntry
+	(*Meta)(nil),              // 22: shoal.api.Meta
+	(*NodeSpec)(nil),          // 23: shoal.api.NodeSpec
+	(NodeRole)(0),             // 24: shoal.api.NodeRole
+	(*Platform)(nil),          // 25: shoal.api.Platform
+	(*Resources)(nil),         // 26: shoal.api.Resources
+	(NodeState)(0),            // 27: shoal.api.NodeState
+	(Reachability)(0),         // 28: shoal.api.Reachability
+	(*ServiceSpec)(nil),       // 29: shoal.api.ServiceSpec
+	(*EndpointSpec)(nil),      // 30: shoal.api.EndpointSpec
+	(*PortConfig)(nil),        // 31: shoal.api.PortConfig
+	(*TaskSpec)(nil),          // 32: shoal.api.TaskSpec
+	(*Annotations)(nil),       // 33: shoal.api.Annotations
+	(TaskState)(0),            // 34: shoal.api.TaskState
+	(*NetworkSpec)(nil),       // 35: shoal.api.NetworkSpec
+	(*IPAMConfig)(nil),        // 36: shoal.api.IPAMConfig
+	(*SecretSpec)(nil),        // 37: shoal.api.SecretSpec
+	(*ConfigSpec)(nil),        // 38: shoal.api.ConfigSpec
+	(*ClusterSpec)(nil),       // 39: shoal.api.ClusterSpec
 }
 var file_proto_api_objects_proto_depIdxs = []int32{
-	21, // 0: shoal.api.Node.meta:type_name -> shoal.api.Meta
-	22, // 1: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
-	2,  // 2: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
-	3,  // 3: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
-	4,  // 4: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
-	23, // 5: shoal.api.Node.role:type_name -> shoal.api.NodeRole
-	12, // 6: shoal.api.Node.attachments:type_name -> shoal.api.NetworkAttachment
-	24, // 7: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
-	25, // 8: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
-	20, // 9: shoal.api.NodeDescription.engine_labels:type_name -> shoal.api.NodeDescription.EngineLabelsEntry
-	26, // 10: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeState
-	27, // 11: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.Reachability
-	21, // 12: shoal.api.Service.meta:type_name -> shoal.api.Meta
-	28, // 13: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
-	28, // 14: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
-	6,  // 15: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
-	7,  // 16: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
-	0,  // 17: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
-	29, // 18: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
-	30, // 19: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
-	8,  // 20: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
-	21, // 21: shoal.api.Task.meta:type_name -> shoal.api.Meta
-	31, // 22: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
-	32, // 23: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
-	10, // 24: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
-	33, // 25: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
-	12, // 26: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
-	7,  // 27: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
-	33, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
-	11, // 29: shoal.api.TaskStatus.container:type_name -> shoal.api.ContainerStatus
-	30, // 30: shoal.api.TaskStatus.ports:type_name -> shoal.api.PortConfig
-	21, // 31: shoal.api.Network.meta:type_name -> shoal.api.Meta
-	34, // 32: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
-	35, // 33: shoal.api.Network.ipam:type_name -> shoal.api.IPAMConfig
-	21, // 34: shoal.api.Secret.meta:type_name -> shoal.api.Meta
-	36, // 35: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
-	21, // 36: shoal.api.Config.meta:type_name -> shoal.api.Meta
-	37, // 37: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
-	21, // 38: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
-	38, // 39: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
-	19, // 40: shoal.api.Cluster.join_tokens:type_name -> shoal.api.JoinTokens
-	17, // 41: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
-	18, // 42: shoal.api.Cluster.removed_nodes:type_name -> shoal.api.RemovedNode
-	43, // [43:43] is the sub-list for method output_type
-	43, // [43:43] is the sub-list for method input_type
-	43, // [43:43] is the sub-list for extension type_name
-	43, // [43:43] is the sub-list for extension extendee
-	0,  // [0:43] is the sub-list for field type_name
+	22, // 0: shoal.api.Node.meta:type_name -> shoal.api.Meta
+	23, // 1: shoal.api.Node.spec:type_name -> shoal.api.NodeSpec
+	3,  // 2: shoal.api.Node.description:type_name -> shoal.api.NodeDescription
+	4,  // 3: shoal.api.Node.status:type_name -> shoal.api.NodeStatus
+	5,  // 4: shoal.api.Node.manager_status:type_name -> shoal.api.ManagerStatus
+	24, // 5: shoal.api.Node.role:type_name -> shoal.api.NodeRole
+	13, // 6: shoal.api.Node.attachments:type_name -> shoal.api.NetworkAttachment
+	25, // 7: shoal.api.NodeDescription.platform:type_name -> shoal.api.Platform
+	26, // 8: shoal.api.NodeDescription.resources:type_name -> shoal.api.Resources
+	21, // 9: shoal.api.NodeDescription.engine_labels:type_name -> shoal.api.NodeDescription.EngineLabelsEntry
+	27, // 10: shoal.api.NodeStatus.state:type_name -> shoal.api.NodeState
+	28, // 11: shoal.api.ManagerStatus.reachability:type_name -> shoal.api.Reachability
+	22, // 12: shoal.api.Service.meta:type_name -> shoal.api.Meta
+	29, // 13: shoal.api.Service.spec:type_name -> shoal.api.ServiceSpec
+	29, // 14: shoal.api.Service.previous_spec:type_name -> shoal.api.ServiceSpec
+	7,  // 15: shoal.api.Service.update_status:type_name -> shoal.api.UpdateStatus
+	8,  // 16: shoal.api.Service.endpoint:type_name -> shoal.api.Endpoint
+	1,  // 17: shoal.api.UpdateStatus.state:type_name -> shoal.api.UpdateStatus.State
+	30, // 18: shoal.api.Endpoint.spec:type_name -> shoal.api.EndpointSpec
+	31, // 19: shoal.api.Endpoint.ports:type_name -> shoal.api.PortConfig
+	9,  // 20: shoal.api.Endpoint.virtual_ips:type_name -> shoal.api.VirtualIP
+	22, // 21: shoal.api.Task.meta:type_name -> shoal.api.Meta
+	32, // 22: shoal.api.Task.spec:type_name -> shoal.api.TaskSpec
+	33, // 23: shoal.api.Task.annotations:type_name -> shoal.api.Annotations
+	11, // 24: shoal.api.Task.status:type_name -> shoal.api.TaskStatus
+	34, // 25: shoal.api.Task.desired_state:type_name -> shoal.api.TaskState
+	13, // 26: shoal.api.Task.networks:type_name -> shoal.api.NetworkAttachment
+	8,  // 27: shoal.api.Task.endpoint:type_name -> shoal.api.Endpoint
+	34, // 28: shoal.api.TaskStatus.state:type_name -> shoal.api.TaskState
+	12, // 29: shoal.api.TaskStatus.container:type_name -> shoal.api.ContainerStatus
+	31, // 30: shoal.api.TaskStatus.ports:type_name -> shoal.api.PortConfig
+	22, // 31: shoal.api.Network.meta:type_name -> shoal.api.Meta
+	35, // 32: shoal.api.Network.spec:type_name -> shoal.api.NetworkSpec
+	36, // 33: shoal.api.Network.ipam:type_name -> shoal.api.IPAMConfig
+	22, // 34: shoal.api.Secret.meta:type_name -> shoal.api.Meta
+	37, // 35: shoal.api.Secret.spec:type_name -> shoal.api.SecretSpec
+	22, // 36: shoal.api.Config.meta:type_name -> shoal.api.Meta
+	38, // 37: shoal.api.Config.spec:type_name -> shoal.api.ConfigSpec
+	22, // 38: shoal.api.Cluster.meta:type_name -> shoal.api.Meta
+	39, // 39: shoal.api.Cluster.spec:type_name -> shoal.api.ClusterSpec
+	20, // 40: shoal.api.Cluster.join_tokens:type_name -> shoal.api.JoinTokens
+	18, // 41: shoal.api.Cluster.root_ca:type_name -> shoal.api.RootCA
+	19, // 42: shoal.api.Cluster.removed_nodes:type_name -> shoal.api.RemovedNode
+	0,  // 43: shoal.api.Cluster.gossip_key_step:type_name -> shoal.api.GossipKeyStep
+	44, // [44:44] is the sub-list for method output_type
+	44, // [44:44] is the sub-list for method input_type
+	44, // [44:44] is the sub-list for extension type_name
+	44, // [44:44] is the sub-list for extension extendee
+	0,  // [0:44] is the sub-list for field type_name
 }
 
 func init() { file_proto_api_objects_proto_init() }
@@ -1874,7 +1958,7 @@ func file_proto_api_objects_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_proto_api_objects_proto_rawDesc), len(file_proto_api_objects_proto_rawDesc)),
-			NumEnums:      1,
+			NumEnums:      2,
 			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,

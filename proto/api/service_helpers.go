@@ -1,5 +1,10 @@
 package api
 
+import (
+	"crypto/sha256"
+	"encoding/binary"
+)
+
 // PublishesIngress reports whether the service publishes a port through
 // the routing mesh (publish mode ingress).
 func (s *ServiceSpec) PublishesIngress() bool {
@@ -49,4 +54,16 @@ func (t *TaskSpec) NetworkMode() string {
 // orchestrator creates such tasks NEW, for the allocator; others PENDING.
 func (s *ServiceSpec) NeedsAllocation() bool {
 	return s.GetTask().NetworkMode() == "" || len(s.GetEndpoint().GetPorts()) > 0
+}
+
+// GossipKeyringDigest is the digest a node reports of the gossip keys it
+// has installed (primary first): the managers compare it with the
+// cluster's keys to advance a rotation.
+func GossipKeyringDigest(keys [][]byte) []byte {
+	h := sha256.New()
+	for _, k := range keys {
+		_ = binary.Write(h, binary.BigEndian, uint32(len(k)))
+		h.Write(k)
+	}
+	return h.Sum(nil)
 }

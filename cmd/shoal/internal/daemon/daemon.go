@@ -119,6 +119,7 @@ type Daemon struct {
 	renewMu  sync.Mutex    // one renewal at a time
 	renewNow chan struct{} // asks keepCertificate to renew at once
 
+	keysMu     sync.Mutex // one change of the gossip keys at a time
 	mu         sync.Mutex
 	gossipKeys [][]byte // the keys the overlay was given last
 	manager    *manager.Manager
@@ -640,10 +641,11 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 			}
 			return api.NodeRole_NODE_ROLE_WORKER
 		},
-		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
-		Executor:   exec,
-		StateDir:   d.cfg.DataDir,
-		Overlay:    overlayOf(host),
+		OnResponse:    func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
+		GossipKeyring: d.gossipKeyring,
+		Executor:      exec,
+		StateDir:      d.cfg.DataDir,
+		Overlay:       overlayOf(host),
 	})
 	go d.keepCertificate(ctx)
 	err = a.Run(ctx)

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/shoalhq/shoal/manager"
+	"github.com/shoalhq/shoal/proto/api"
 )
 
 // gossipKeysFile keeps the gossip keys the managers last sent, beside the
@@ -53,27 +54,39 @@ func saveGossipKeys(dataDir string, keys [][]byte) error {
 	return os.Rename(tmp, p)
 }
 
-// setGossipKeys takes the keys the managers sent: kept on disk and
-// installed in the overlay when they changed.
+// setGossipKeys takes the keys the managers sent: installed in the
+// overlay (if it runs) and kept on disk when they changed. Only keys the
+// overlay took count as installed (gossipKeyring).
 func (d *Daemon) setGossipKeys(keys [][]byte) {
 	if len(keys) == 0 {
 		return
 	}
+	d.keysMu.Lock()
+	defer d.keysMu.Unlock()
 	d.mu.Lock()
 	same := slices.EqualFunc(keys, d.gossipKeys, bytes.Equal)
-	if !same {
-		d.gossipKeys = keys
-	}
 	d.mu.Unlock()
 	if same {
 		return
 	}
-	if err := saveGossipKeys(d.cfg.DataDir, keys); err != nil {
-		d.log.Warn("save gossip keys", "err", err)
-	}
 	if host := d.overlay.Load(); host != nil {
 		if err := host.SetGossipKeys(keys); err != nil {
 			d.log.Warn("overlay: gossip keys", "err", err)
+			return
 		}
 	}
+	d.mu.Lock()
+	d.gossipKeys = keys
+	d.mu.Unlock()
+	if err := saveGossipKeys(d.cfg.DataDir, keys); err != nil {
+		d.log.Warn("save gossip keys", "err", err)
+	}
+}
+
+// gossipKeyring is the digest of the installed gossip keys, reported with
+// heartbeats.
+func (d *Daemon) gossipKeyring() []byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return api.GossipKeyringDigest(d.gossipKeys)
 }
