@@ -60,10 +60,10 @@ type Config struct {
 	Role func() api.NodeRole
 	// OnResponse is called with every heartbeat answer.
 	OnResponse func(*api.HeartbeatResponse)
-	// GossipKeyring returns the digest of the gossip keys the node has
-	// installed (api.GossipKeyringDigest), reported with each heartbeat;
-	// nil reports none.
-	GossipKeyring func() []byte
+	// Report, if set, adds the node's own state to each heartbeat: the
+	// digest of its gossip keys, the roots it trusts and the issuer of its
+	// certificate, which the managers follow key rotations with.
+	Report func(*api.HeartbeatRequest)
 	// Period is the heartbeat period until a manager says otherwise.
 	Period time.Duration
 	Logger *slog.Logger
@@ -287,17 +287,15 @@ func (a *Agent) beat(ctx context.Context) (*api.HeartbeatResponse, error) {
 		if a.cfg.Role != nil {
 			role = a.cfg.Role()
 		}
-		var keyring []byte
-		if a.cfg.GossipKeyring != nil {
-			keyring = a.cfg.GossipKeyring()
-		}
 		cctx, cancel := context.WithTimeout(ctx, a.cfg.Period)
 		a.mu.Lock()
 		desc := a.desc
 		a.mu.Unlock()
-		resp, err := api.NewDispatcherClient(c).Heartbeat(cctx, &api.HeartbeatRequest{
-			NodeId: a.cfg.NodeID, Description: desc, Addr: a.cfg.Addr, Role: role, GossipKeyring: keyring,
-		})
+		req := &api.HeartbeatRequest{NodeId: a.cfg.NodeID, Description: desc, Addr: a.cfg.Addr, Role: role}
+		if a.cfg.Report != nil {
+			a.cfg.Report(req)
+		}
+		resp, err := api.NewDispatcherClient(c).Heartbeat(cctx, req)
 		cancel()
 		if err == nil || api.IsNodeRemoved(err) {
 			a.mu.Lock()

@@ -20,18 +20,20 @@ const DefaultGossipKeyInterval = 12 * time.Hour
 // gossipKeyCheck is how often the leader looks at a rotation.
 const gossipKeyCheck = time.Second
 
-// rotateGossipKeys runs on the leader: it starts a rotation of the gossip
-// key every GossipKeyInterval, and moves a rotation on one step (install,
-// use, steady) each time every node that is up reports, in its
-// heartbeats, the keys of the current step. Nodes that are down get the
-// current keys with their first heartbeat back. Level-triggered: each
-// pass looks at the cluster object and the nodes' last reports only.
-func (m *Manager) rotateGossipKeys(ctx context.Context) {
+// rotateKeys runs on the leader: the gossip key's rotation
+// (gossipKeysOnce) and the root CA's (rootRotationOnce), each moved on
+// when every node that is up reports, in its heartbeats, that it has the
+// current step. Level-triggered: each pass looks at the cluster object
+// and the nodes' last reports only.
+func (m *Manager) rotateKeys(ctx context.Context) {
 	t := time.NewTicker(gossipKeyCheck)
 	defer t.Stop()
 	for {
 		if err := m.gossipKeysOnce(ctx, time.Now()); err != nil && !errors.Is(err, raft.ErrNotLeader) && ctx.Err() == nil {
 			m.log.Warn("gossip key rotation", "err", err)
+		}
+		if err := m.rootRotationOnce(ctx); err != nil && !errors.Is(err, raft.ErrNotLeader) && ctx.Err() == nil {
+			m.log.Warn("root CA rotation", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -41,6 +43,11 @@ func (m *Manager) rotateGossipKeys(ctx context.Context) {
 	}
 }
 
+// gossipKeysOnce starts a rotation of the gossip key every
+// GossipKeyInterval, and moves a rotation on one step (install, use,
+// steady) once every node that is up reports the keys of the current
+// step. Nodes that are down get the current keys with their first
+// heartbeat back.
 func (m *Manager) gossipKeysOnce(ctx context.Context, now time.Time) error {
 	c := m.cluster()
 	if c == nil {
@@ -87,8 +94,8 @@ func (m *Manager) everyNodeHas(digest []byte) bool {
 		if n.GetStatus().GetState() == api.NodeState_NODE_STATE_DOWN {
 			continue
 		}
-		got, ok := m.dispatcher.ReportedKeyring(n.Id)
-		if !ok || !bytes.Equal(got, digest) {
+		r, ok := m.dispatcher.Reported(n.Id)
+		if !ok || !bytes.Equal(r.GossipKeyring, digest) {
 			return false
 		}
 	}

@@ -148,7 +148,10 @@ func New(cfg Config) (*Manager, error) {
 		Store:   m.store,
 		Members: m.raft.Members,
 		Period:  cfg.HeartbeatPeriod,
-		Logger:  cfg.Logger,
+		Trust: func(c *api.Cluster) ([]byte, string) {
+			return controlapi.TrustBundle(c), controlapi.SigningDigest(c)
+		},
+		Logger: cfg.Logger,
 	})
 	ctx, cancel := context.WithCancel(context.Background())
 	m.cancel = cancel
@@ -232,7 +235,7 @@ func (m *Manager) Stop() error {
 
 // runLeaderLoops runs the leader-only work while this manager leads: the
 // dispatcher's sessions and DOWN detection, the role reconciler, the
-// gossip key rotation, the orchestrator, the placer and the allocator. Each starts with a full pass at the start
+// gossip key and root CA rotations, the orchestrator, the placer and the allocator. Each starts with a full pass at the start
 // of every term, then is level-triggered.
 func (m *Manager) runLeaderLoops(ctx context.Context) {
 	ch, cancel := m.raft.SubscribeLeadership()
@@ -257,7 +260,7 @@ func (m *Manager) runLeaderLoops(ctx context.Context) {
 			placer := placement.New(m.store, placement.Config{Logger: m.log})
 			alloc := allocator.New(m.store, allocator.Config{Logger: m.log})
 			loops.Add(6)
-			go func() { defer loops.Done(); m.rotateGossipKeys(lctx) }()
+			go func() { defer loops.Done(); m.rotateKeys(lctx) }()
 			go func() { defer loops.Done(); m.dispatcher.Run(lctx) }()
 			go func() { defer loops.Done(); m.reconcileRoles(lctx) }()
 			go func() { defer loops.Done(); orch.Run(lctx) }()

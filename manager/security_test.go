@@ -394,3 +394,14 @@ func TestJoinRefusesAnotherCA(t *testing.T) {
 		t.Fatalf("%d joins recorded, want 1", len(rec.joins))
 	}
 }
+
+// dialAs connects to addr with creds, closed when the test ends.
+func dialAs(t *testing.T, creds *ca.Credentials, addr string) *grpc.ClientConn {
+	t.Helper()
+	c, err := Dialer(creds, ca.ExpectManager)(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}

@@ -5,8 +5,10 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -16,12 +18,105 @@ import (
 
 // newClusterCACmd returns `shoal cluster ca`.
 func newClusterCACmd(g *globalOptions) *cobra.Command {
+	var (
+		rotate, detach bool
+		certFile       string
+		keyFile        string
+	)
 	cmd := &cobra.Command{
-		Use:   "ca",
-		Short: "The cluster's certificate authority: client certificates",
+		Use:   "ca [--rotate [--ca-cert FILE --ca-key FILE] [-d]]",
+		Short: "Show or rotate the cluster's root CA; issue client certificates",
+		Long: `Show the cluster's root CA, or replace it with --rotate (a generated root,
+or --ca-cert/--ca-key). During a rotation every node trusts both roots and
+gets a certificate from the new one, which the old root cross-signs, so no
+connection is lost; once every node that is up has one, the new root
+replaces the old. Nodes that were down meanwhile must join again. Join
+tokens change with the root (they pin it), and admin client certificates
+from the old root stop working: issue new ones with issue-client.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			var req *api.UpdateClusterRequest
+			if rotate {
+				req = &api.UpdateClusterRequest{RotateRootCa: true}
+				if (certFile == "") != (keyFile == "") {
+					return fmt.Errorf("--ca-cert and --ca-key go together: the new root's certificate and its key")
+				}
+				if certFile != "" {
+					var err error
+					if req.RootCaCert, err = os.ReadFile(certFile); err != nil {
+						return err
+					}
+					if req.RootCaKey, err = os.ReadFile(keyFile); err != nil {
+						return err
+					}
+				}
+			} else if certFile != "" || keyFile != "" || detach {
+				return fmt.Errorf("--ca-cert, --ca-key and -d go with --rotate")
+			}
+			ctx := commandContext(cmd)
+			c, err := g.connect(cmd)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			out := cmd.OutOrStdout()
+			info, err := read(ctx, c, c.api.GetClusterInfo, &api.GetClusterInfoRequest{})
+			if err != nil {
+				return err
+			}
+			if req == nil {
+				return writeCAState(out, info.GetCluster())
+			}
+			cl := info.GetCluster()
+			req.ClusterId, req.Version, req.Spec = cl.GetId(), cl.GetMeta().GetVersion(), cl.GetSpec()
+			if _, err := write(ctx, c, c.api.UpdateCluster, req); err != nil {
+				return err
+			}
+			fmt.Fprintln(out, "Root CA rotation started: every node now trusts both roots and gets a certificate from the new one.")
+			if detach {
+				return nil
+			}
+			for {
+				info, err := read(ctx, c, c.api.GetClusterInfo, &api.GetClusterInfoRequest{})
+				if err != nil {
+					return err
+				}
+				if len(info.GetCluster().GetRootCa().GetNextCert()) == 0 {
+					fmt.Fprintln(out, "Root CA rotated.")
+					return writeCAState(out, info.GetCluster())
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(500 * time.Millisecond):
+				}
+			}
+		},
 	}
+	f := cmd.Flags()
+	f.BoolVar(&rotate, "rotate", false, "replace the root CA (every node moves to the new one)")
+	f.StringVar(&certFile, "ca-cert", "", "with --rotate: the new root's certificate (PEM); default: a generated root")
+	f.StringVar(&keyFile, "ca-key", "", "with --rotate: the new root's private key (PEM, ECDSA P-256)")
+	f.BoolVarP(&detach, "detach", "d", false, "with --rotate: return once the rotation has started")
 	cmd.AddCommand(newIssueClientCmd(g))
 	return cmd
+}
+
+// writeCAState prints the root's digest and any rotation in progress.
+func writeCAState(w io.Writer, cl *api.Cluster) error {
+	rc := cl.GetRootCa()
+	digest := func(pemBytes []byte) string {
+		certs, err := ca.ParseCertificates(pemBytes)
+		if err != nil {
+			return "(unreadable)"
+		}
+		return ca.DigestOf(certs[0])
+	}
+	fmt.Fprintf(w, "Root CA digest: %s\n", digest(rc.GetCert()))
+	if len(rc.GetNextCert()) > 0 {
+		fmt.Fprintf(w, "Rotating to:    %s (waiting until every node that is up has a certificate from it)\n", digest(rc.GetNextCert()))
+	}
+	return nil
 }
 
 // newIssueClientCmd returns `shoal cluster ca issue-client`.

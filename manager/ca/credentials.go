@@ -19,11 +19,14 @@ import (
 // current material at each handshake, so connections made after an
 // Update use it and open connections are untouched.
 type Credentials struct {
-	mu    sync.RWMutex
-	cert  *tls.Certificate
-	id    Identity
-	roots *Roots
-	now   func() time.Time
+	mu       sync.RWMutex
+	cert     *tls.Certificate // the chain as issued, then the trusted roots
+	chainPEM []byte
+	keyPEM   []byte
+	rootsPEM []byte
+	id       Identity
+	roots    *Roots
+	now      func() time.Time
 }
 
 // NewCredentials holds chainPEM (leaf first) with keyPEM, trusting
@@ -44,7 +47,10 @@ func (c *Credentials) SetClock(now func() time.Time) {
 	c.mu.Unlock()
 }
 
-// Update replaces the material; on error the old one stays.
+// Update replaces the material; on error the old one stays. The chain
+// the holder presents is chainPEM followed by the trusted roots it does
+// not already hold, so that a joining node finds the root its token pins
+// whichever root issued the leaf.
 func (c *Credentials) Update(chainPEM, keyPEM, rootsPEM []byte) error {
 	cert, err := tls.X509KeyPair(chainPEM, keyPEM)
 	if err != nil {
@@ -58,10 +64,44 @@ func (c *Credentials) Update(chainPEM, keyPEM, rootsPEM []byte) error {
 	if err != nil {
 		return fmt.Errorf("CA certificates: %w", err)
 	}
+	for _, r := range rootCerts {
+		held := false
+		for _, der := range cert.Certificate {
+			held = held || bytes.Equal(der, r.Raw)
+		}
+		if !held {
+			cert.Certificate = append(cert.Certificate, r.Raw)
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.cert, c.id, c.roots = &cert, id, NewRoots(id.ClusterID, rootCerts...)
+	c.chainPEM, c.keyPEM, c.rootsPEM = bytes.Clone(chainPEM), bytes.Clone(keyPEM), bytes.Clone(rootsPEM)
 	return nil
+}
+
+// UpdateRoots replaces the trusted roots only (a root rotation's steps),
+// keeping the certificate and key.
+func (c *Credentials) UpdateRoots(rootsPEM []byte) error {
+	c.mu.RLock()
+	chain, key := c.chainPEM, c.keyPEM
+	c.mu.RUnlock()
+	return c.Update(chain, key, rootsPEM)
+}
+
+// Material returns the chain, key and roots as given to Update (PEM).
+func (c *Credentials) Material() (chainPEM, keyPEM, rootsPEM []byte) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.chainPEM, c.keyPEM, c.rootsPEM
+}
+
+// Issuer is the digest of the trusted root that issued the holder's
+// certificate ("" if none of them did).
+func (c *Credentials) Issuer() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return IssuerIn(c.cert.Leaf, c.roots.certs)
 }
 
 // Identity is the holder's identity as its certificate says.
@@ -201,7 +241,7 @@ func PinnedRoot(cs tls.ConnectionState, digest string, now time.Time) (*x509.Cer
 		if err != nil {
 			return nil, Identity{}, fmt.Errorf("%w: %v", ErrUntrusted, err)
 		}
-		id, err := NewRoots(leafID.ClusterID, c).Verify(chain[:1], now, x509.ExtKeyUsageServerAuth)
+		id, err := NewRoots(leafID.ClusterID, c).Verify(chain, now, x509.ExtKeyUsageServerAuth)
 		if err != nil {
 			return nil, Identity{}, err
 		}

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"testing"
@@ -69,5 +70,45 @@ func TestSignAndVerify(t *testing.T) {
 	}
 	if _, err := ParseRootCA(root.CertPEM, other.KeyPEM()); !errors.Is(err, ErrKeyMismatch) {
 		t.Errorf("mismatched key: %v", err)
+	}
+}
+
+// A certificate from a new root, sent with the new root cross-signed by
+// the old one, is accepted by parties that trust either root, and a
+// joining node pinning the old root finds it in a chain that carries it.
+func TestCrossSignedRoot(t *testing.T) {
+	now := time.Now()
+	oldRoot, _ := NewRootCA(now)
+	newRoot, _ := NewRootCA(now)
+	cross, err := oldRoot.CrossSign(newRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crossCerts, err := ParseCertificates(cross)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := Identity{ClusterID: "c1", ID: "m1", Role: RoleManager}
+	c := issue(t, newRoot, id, now, time.Hour)
+	leaf := c.Leaf()
+	chain := []*x509.Certificate{leaf, crossCerts[0]}
+	for name, roots := range map[string]*Roots{
+		"old root only": NewRoots("c1", oldRoot.Cert),
+		"new root only": NewRoots("c1", newRoot.Cert),
+		"both":          NewRoots("c1", oldRoot.Cert, newRoot.Cert),
+	} {
+		if _, err := roots.Verify(chain, now, x509.ExtKeyUsageServerAuth); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	if _, err := NewRoots("c1", oldRoot.Cert).Verify(chain[:1], now, x509.ExtKeyUsageServerAuth); err == nil {
+		t.Error("without the cross-signed root, a party trusting only the old root accepted the new root's certificate")
+	}
+	if got := IssuerIn(leaf, []*x509.Certificate{oldRoot.Cert, newRoot.Cert}); got != newRoot.Digest() {
+		t.Errorf("issuer %s, want the new root %s", got, newRoot.Digest())
+	}
+	served := append(chain, oldRoot.Cert)
+	if _, _, err := PinnedRoot(tls.ConnectionState{PeerCertificates: served}, oldRoot.Digest(), now); err != nil {
+		t.Errorf("a join pinning the old root: %v", err)
 	}
 }

@@ -1,7 +1,6 @@
 package controlapi
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -59,12 +58,34 @@ func RotateJoinToken(rc *api.RootCA, root *ca.RootCA, role ca.Role) error {
 	return nil
 }
 
-// rootCache keeps the last parsed root CA: parsing on every call would
-// cost a key parse per join or renewal.
+// rootCache keeps the roots parsed last (the current one and, during a
+// rotation, the next): parsing on every call would cost a key parse per
+// join, renewal or heartbeat.
 var rootCache struct {
 	sync.Mutex
-	cert, key []byte
-	root      *ca.RootCA
+	roots map[string]*ca.RootCA // by certificate and key
+}
+
+// parseRoot parses a root and its key, through rootCache.
+func parseRoot(cert, key []byte) (*ca.RootCA, error) {
+	k := string(cert) + "\x00" + string(key)
+	rootCache.Lock()
+	defer rootCache.Unlock()
+	if r, ok := rootCache.roots[k]; ok {
+		return r, nil
+	}
+	r, err := ca.ParseRootCA(cert, key)
+	if err != nil {
+		return nil, err
+	}
+	if len(rootCache.roots) >= 4 {
+		clear(rootCache.roots)
+	}
+	if rootCache.roots == nil {
+		rootCache.roots = map[string]*ca.RootCA{}
+	}
+	rootCache.roots[k] = r
+	return r, nil
 }
 
 // ClusterRoot returns the cluster's root CA with its key, or an error
@@ -74,16 +95,10 @@ func ClusterRoot(c *api.Cluster) (*ca.RootCA, error) {
 	if len(rc.GetCert()) == 0 || len(rc.GetKey()) == 0 {
 		return nil, fmt.Errorf("cluster %s has no root CA", c.GetId())
 	}
-	rootCache.Lock()
-	defer rootCache.Unlock()
-	if rootCache.root != nil && bytes.Equal(rootCache.cert, rc.Cert) && bytes.Equal(rootCache.key, rc.Key) {
-		return rootCache.root, nil
-	}
-	root, err := ca.ParseRootCA(rc.Cert, rc.Key)
+	root, err := parseRoot(rc.Cert, rc.Key)
 	if err != nil {
 		return nil, fmt.Errorf("cluster root CA: %w", err)
 	}
-	rootCache.cert, rootCache.key, rootCache.root = rc.Cert, rc.Key, root
 	return root, nil
 }
 
@@ -130,18 +145,114 @@ func CertLifetime(c *api.Cluster) time.Duration {
 }
 
 // IssueNodeCertificate signs a node's CSR as id/role, valid for the
-// cluster's lifetime from now, and returns the chain (leaf, root) and the
-// roots to trust, PEM.
+// cluster's lifetime from now, and returns the chain (leaf, then the
+// cross-signed new root during a rotation) and the roots to trust, PEM.
 func IssueNodeCertificate(c *api.Cluster, csr []byte, id string, role ca.Role, now time.Time) (chain, roots []byte, err error) {
+	signer, inter, err := ClusterSigner(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	leaf, err := signer.Sign(csr, ca.Identity{ClusterID: c.GetId(), ID: id, Role: role}, CertLifetime(c), now)
+	if err != nil {
+		return nil, nil, err
+	}
+	return append(leaf, inter...), TrustBundle(c), nil
+}
+
+// ClusterSigner returns the root that issues certificates now (the new
+// one during a rotation) and the intermediates to send with them (the
+// cross-signed new root during a rotation, else none).
+func ClusterSigner(c *api.Cluster) (*ca.RootCA, []byte, error) {
+	rc := c.GetRootCa()
+	if len(rc.GetNextCert()) == 0 {
+		root, err := ClusterRoot(c)
+		return root, nil, err
+	}
+	next, err := parseRoot(rc.GetNextCert(), rc.GetNextKey())
+	if err != nil {
+		return nil, nil, fmt.Errorf("the cluster's next root CA: %w", err)
+	}
+	return next, rc.GetCrossSigned(), nil
+}
+
+// TrustBundle is the roots every node must trust now (PEM): the root,
+// and during a rotation the new root after it.
+func TrustBundle(c *api.Cluster) []byte {
+	rc := c.GetRootCa()
+	return append(append([]byte(nil), rc.GetCert()...), rc.GetNextCert()...)
+}
+
+// SigningDigest is the digest of the root that issues certificates now.
+func SigningDigest(c *api.Cluster) string {
+	signer, _, err := ClusterSigner(c)
+	if err != nil {
+		return ""
+	}
+	return signer.Digest()
+}
+
+// ErrRootRotationInProgress means a root CA rotation was asked for while
+// one is going.
+var ErrRootRotationInProgress = errors.New("a root CA rotation is in progress: wait until every node has a certificate from the new root (`shoal cluster ca` shows it)")
+
+// StartRootRotation begins replacing the root in c (a clone the caller
+// owns) with next (which must hold its key): nodes are told to trust
+// both roots and renew from next, whose certificate the current root
+// cross-signs.
+func StartRootRotation(c *api.Cluster, next *ca.RootCA) error {
+	if len(c.GetRootCa().GetNextCert()) != 0 {
+		return ErrRootRotationInProgress
+	}
 	root, err := ClusterRoot(c)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	leaf, err := root.Sign(csr, ca.Identity{ClusterID: c.GetId(), ID: id, Role: role}, CertLifetime(c), now)
+	if !next.CanSign() {
+		return ca.ErrNoSigner
+	}
+	if next.Digest() == root.Digest() {
+		return errors.New("the new root CA is the current one: give another certificate and key")
+	}
+	cross, err := root.CrossSign(next)
 	if err != nil {
-		return nil, nil, err
+		return err
 	}
-	return append(leaf, root.CertPEM...), root.CertPEM, nil
+	rc := clone(c.GetRootCa())
+	rc.NextCert, rc.NextKey, rc.CrossSigned = next.CertPEM, next.KeyPEM(), cross
+	c.RootCa = rc
+	return nil
+}
+
+// FinishRootRotation makes the new root the only one in c (a clone the
+// caller owns). The join tokens keep their nonces; their secrets, derived
+// from the new key, change, and so do their CA digests.
+func FinishRootRotation(c *api.Cluster) error {
+	rc := c.GetRootCa()
+	if len(rc.GetNextCert()) == 0 {
+		return nil
+	}
+	next, err := ca.ParseRootCA(rc.GetNextCert(), rc.GetNextKey())
+	if err != nil {
+		return err
+	}
+	out := &api.RootCA{Cert: next.CertPEM, Key: next.KeyPEM(), WorkerTokenNonce: rc.WorkerTokenNonce, ManagerTokenNonce: rc.ManagerTokenNonce}
+	for _, role := range []ca.Role{ca.RoleWorker, ca.RoleManager} {
+		nonce := out.WorkerTokenNonce
+		if role == ca.RoleManager {
+			nonce = out.ManagerTokenNonce
+		}
+		tok, err := next.JoinToken(role, nonce)
+		if err != nil {
+			return err
+		}
+		if role == ca.RoleManager {
+			out.ManagerTokenHash = ca.HashSecret(tok.Secret)
+		} else {
+			out.WorkerTokenHash = ca.HashSecret(tok.Secret)
+		}
+	}
+	c.RootCa = out
+	return nil
 }
 
 // RoleOf maps a node role to a certificate's.
@@ -210,15 +321,15 @@ func (s *Server) IssueClientCertificate(ctx context.Context, req *api.IssueClien
 	if c == nil {
 		return nil, preconditionf("the cluster is not initialized yet")
 	}
-	root, err := ClusterRoot(c)
+	signer, inter, err := ClusterSigner(c)
 	if err != nil {
 		return nil, err
 	}
-	leaf, err := root.Sign(req.GetCsr(), ca.Identity{ClusterID: c.GetId(), ID: req.GetName(), Role: ca.RoleAdmin}, CertLifetime(c), time.Now())
+	leaf, err := signer.Sign(req.GetCsr(), ca.Identity{ClusterID: c.GetId(), ID: req.GetName(), Role: ca.RoleAdmin}, CertLifetime(c), time.Now())
 	if err != nil {
 		return nil, invalidf("%v", err)
 	}
-	return &api.IssueClientCertificateResponse{Certificate: leaf, RootCa: root.CertPEM}, nil
+	return &api.IssueClientCertificateResponse{Certificate: append(leaf, inter...), RootCa: TrustBundle(c)}, nil
 }
 
 // redactCluster returns a clone of c without its secrets (the CA key,
@@ -237,7 +348,7 @@ func redactCluster(c *api.Cluster, withTokens bool) (*api.Cluster, error) {
 		out.JoinTokens = toks
 	}
 	if out.RootCa != nil {
-		out.RootCa = &api.RootCA{Cert: out.RootCa.Cert}
+		out.RootCa = &api.RootCA{Cert: out.RootCa.Cert, NextCert: out.RootCa.NextCert, CrossSigned: out.RootCa.CrossSigned}
 	}
 	out.GossipKeys = nil
 	return out, nil

@@ -69,6 +69,11 @@ func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterReques
 		if req.GetSpec() != nil {
 			c.Spec = clone(req.GetSpec())
 		}
+		if req.GetRotateRootCa() {
+			if err := startRootRotation(c, req); err != nil {
+				return err
+			}
+		}
 		if req.GetRotateGossipKey() {
 			if err := StartGossipKeyRotation(c); err != nil {
 				return status.Error(codes.FailedPrecondition, err.Error())
@@ -102,6 +107,31 @@ func (s *Server) UpdateCluster(ctx context.Context, req *api.UpdateClusterReques
 		return nil, err
 	}
 	return &api.UpdateClusterResponse{Cluster: out}, nil
+}
+
+// startRootRotation starts a root rotation in c with the request's
+// certificate and key, or a generated root.
+func startRootRotation(c *api.Cluster, req *api.UpdateClusterRequest) error {
+	var next *ca.RootCA
+	var err error
+	switch {
+	case len(req.GetRootCaCert()) == 0 && len(req.GetRootCaKey()) == 0:
+		next, err = ca.NewRootCA(time.Now())
+	case len(req.GetRootCaCert()) == 0 || len(req.GetRootCaKey()) == 0:
+		return invalidf("rotate root CA: give both the certificate and its key, or neither for a generated root")
+	default:
+		next, err = ca.ParseRootCA(req.GetRootCaCert(), req.GetRootCaKey())
+		if err != nil {
+			return invalidf("rotate root CA: %v", err)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	if err := StartRootRotation(c, next); err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return nil
 }
 
 // findCluster returns the cluster with the ID, or the only cluster when

@@ -76,7 +76,10 @@ type Config struct {
 	// AssignmentBatchDelay is how long an assignments stream gathers
 	// changes into one message (DefaultAssignmentBatchDelay).
 	AssignmentBatchDelay time.Duration
-	Logger               *slog.Logger
+	// Trust, if set, gives the roots bundle nodes must trust and the
+	// digest of the root that signs now, handed out with heartbeats.
+	Trust  func(*api.Cluster) (bundle []byte, signing string)
+	Logger *slog.Logger
 }
 
 // Dispatcher is the leader's view of the agents.
@@ -84,8 +87,7 @@ type Dispatcher struct {
 	cfg      Config
 	mu       sync.Mutex
 	lastSeen map[string]time.Time
-	reported map[string]api.NodeRole
-	keyrings map[string][]byte // the gossip keyring digest each node last reported
+	reported map[string]Report // what each node said in its last heartbeat
 
 	// runMu guards run, set while Run runs.
 	runMu sync.Mutex
@@ -116,7 +118,7 @@ func New(cfg Config) *Dispatcher {
 	if cfg.AssignmentBatchDelay <= 0 {
 		cfg.AssignmentBatchDelay = DefaultAssignmentBatchDelay
 	}
-	return &Dispatcher{cfg: cfg, lastSeen: map[string]time.Time{}, reported: map[string]api.NodeRole{}, keyrings: map[string][]byte{}}
+	return &Dispatcher{cfg: cfg, lastSeen: map[string]time.Time{}, reported: map[string]Report{}}
 }
 
 // current returns the state of the running Run, nil when none runs.
@@ -177,31 +179,44 @@ func (d *Dispatcher) ReportedRole(nodeID string) (api.NodeRole, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	r, ok := d.reported[nodeID]
-	return r, ok
+	return r.Role, ok
 }
 
-// ReportedKeyring returns the digest of the gossip keys the node reported
-// in its last heartbeat to this dispatcher (false if it sent none here).
-func (d *Dispatcher) ReportedKeyring(nodeID string) ([]byte, bool) {
+// Report is what a node said of itself in its last heartbeat.
+type Report struct {
+	// Role is the role it runs as.
+	Role api.NodeRole
+	// GossipKeyring is the digest of its gossip keys.
+	GossipKeyring []byte
+	// TrustedRoots is the digest of the roots bundle it trusts;
+	// CertIssuer the digest of the root that issued its certificate.
+	TrustedRoots []byte
+	CertIssuer   string
+}
+
+// Reported returns what the node said in its last heartbeat to this
+// dispatcher (false if it sent none here).
+func (d *Dispatcher) Reported(nodeID string) (Report, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	k, ok := d.keyrings[nodeID]
-	return k, ok
+	r, ok := d.reported[nodeID]
+	return r, ok
 }
 
 // Heartbeat records a node's heartbeat (leader only) and answers with the
 // node's desired role, the period, the managers, the node's own network
-// attachments, the ingress network and the gossip keys. It writes the node
+// attachments, the ingress network, the gossip keys and the roots to
+// trust. It writes the node
 // only when its state, address or description changed. Fails with
 // ErrNodeRemoved for an unknown node.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
 	var node *api.Node
 	var ingress *api.Network
-	var gossipKeys [][]byte
+	var cluster *api.Cluster
 	d.cfg.Store.View(func(tx store.ReadTx) {
 		node = tx.GetNode(req.NodeId)
 		if cs := tx.FindClusters(store.All()); len(cs) > 0 {
-			gossipKeys = cs[0].GetGossipKeys()
+			cluster = cs[0]
 		}
 		for _, n := range tx.FindNetworks(store.All()) {
 			if n.GetIngress() {
@@ -214,8 +229,7 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 	}
 	d.mu.Lock()
 	d.lastSeen[req.NodeId] = time.Now()
-	d.reported[req.NodeId] = req.Role
-	d.keyrings[req.NodeId] = req.GossipKeyring
+	d.reported[req.NodeId] = Report{Role: req.Role, GossipKeyring: req.GossipKeyring, TrustedRoots: req.TrustedRoots, CertIssuer: req.CertIssuer}
 	d.mu.Unlock()
 	if needsWrite(node, req) {
 		err := d.updateNode(ctx, req.NodeId, func(n *api.Node) {
@@ -235,7 +249,10 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 			return nil, err
 		}
 	}
-	resp := &api.HeartbeatResponse{Period: int64(d.Period()), Attachments: node.GetAttachments(), Ingress: ingress, GossipKeys: gossipKeys}
+	resp := &api.HeartbeatResponse{Period: int64(d.Period()), Attachments: node.GetAttachments(), Ingress: ingress, GossipKeys: cluster.GetGossipKeys()}
+	if d.cfg.Trust != nil && cluster != nil {
+		resp.RootCa, resp.SigningCa = d.cfg.Trust(cluster)
+	}
 	if node.Spec != nil {
 		resp.DesiredRole = node.Spec.DesiredRole
 	}

@@ -325,8 +325,14 @@ type UpdateClusterRequest struct {
 	RotateManagerToken bool                   `protobuf:"varint,5,opt,name=rotate_manager_token,json=rotateManagerToken,proto3" json:"rotate_manager_token,omitempty"`
 	// RotateGossipKey starts a rotation of the gossip key now.
 	RotateGossipKey bool `protobuf:"varint,6,opt,name=rotate_gossip_key,json=rotateGossipKey,proto3" json:"rotate_gossip_key,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// RotateRootCA starts a rotation of the root CA: to the given
+	// certificate and key (PEM, ECDSA P-256), or to a generated root when
+	// both are empty.
+	RotateRootCa  bool   `protobuf:"varint,7,opt,name=rotate_root_ca,json=rotateRootCa,proto3" json:"rotate_root_ca,omitempty"`
+	RootCaCert    []byte `protobuf:"bytes,8,opt,name=root_ca_cert,json=rootCaCert,proto3" json:"root_ca_cert,omitempty"`
+	RootCaKey     []byte `protobuf:"bytes,9,opt,name=root_ca_key,json=rootCaKey,proto3" json:"root_ca_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *UpdateClusterRequest) Reset() {
@@ -399,6 +405,27 @@ func (x *UpdateClusterRequest) GetRotateGossipKey() bool {
 		return x.RotateGossipKey
 	}
 	return false
+}
+
+func (x *UpdateClusterRequest) GetRotateRootCa() bool {
+	if x != nil {
+		return x.RotateRootCa
+	}
+	return false
+}
+
+func (x *UpdateClusterRequest) GetRootCaCert() []byte {
+	if x != nil {
+		return x.RootCaCert
+	}
+	return nil
+}
+
+func (x *UpdateClusterRequest) GetRootCaKey() []byte {
+	if x != nil {
+		return x.RootCaKey
+	}
+	return nil
 }
 
 type UpdateClusterResponse struct {
@@ -1968,7 +1995,7 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\x04addr\x18\x02 \x01(\tR\x04addr\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\bR\x06leader\x12;\n" +
 	"\freachability\x18\x04 \x01(\x0e2\x17.shoal.api.ReachabilityR\freachability\x12\x1a\n" +
-	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"\x89\x02\n" +
+	"\bnonvoter\x18\x05 \x01(\bR\bnonvoter\"\xf1\x02\n" +
 	"\x14UpdateClusterRequest\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\x12\x18\n" +
@@ -1976,7 +2003,11 @@ const file_proto_api_control_proto_rawDesc = "" +
 	"\x04spec\x18\x03 \x01(\v2\x16.shoal.api.ClusterSpecR\x04spec\x12.\n" +
 	"\x13rotate_worker_token\x18\x04 \x01(\bR\x11rotateWorkerToken\x120\n" +
 	"\x14rotate_manager_token\x18\x05 \x01(\bR\x12rotateManagerToken\x12*\n" +
-	"\x11rotate_gossip_key\x18\x06 \x01(\bR\x0frotateGossipKey\"E\n" +
+	"\x11rotate_gossip_key\x18\x06 \x01(\bR\x0frotateGossipKey\x12$\n" +
+	"\x0erotate_root_ca\x18\a \x01(\bR\frotateRootCa\x12 \n" +
+	"\froot_ca_cert\x18\b \x01(\fR\n" +
+	"rootCaCert\x12\x1e\n" +
+	"\vroot_ca_key\x18\t \x01(\fR\trootCaKey\"E\n" +
 	"\x15UpdateClusterResponse\x12,\n" +
 	"\acluster\x18\x01 \x01(\v2\x12.shoal.api.ClusterR\acluster\"E\n" +
 	"\x1dIssueClientCertificateRequest\x12\x12\n" +

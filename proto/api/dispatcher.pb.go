@@ -128,6 +128,11 @@ type HeartbeatRequest struct {
 	// the node has installed, so the managers know when every node has a
 	// rotation's step.
 	GossipKeyring []byte `protobuf:"bytes,5,opt,name=gossip_keyring,json=gossipKeyring,proto3" json:"gossip_keyring,omitempty"`
+	// TrustedRoots is the SHA-256 of the roots bundle (PEM) the node
+	// trusts; CertIssuer the digest of the root that issued its
+	// certificate: the managers follow a root rotation with them.
+	TrustedRoots  []byte `protobuf:"bytes,6,opt,name=trusted_roots,json=trustedRoots,proto3" json:"trusted_roots,omitempty"`
+	CertIssuer    string `protobuf:"bytes,7,opt,name=cert_issuer,json=certIssuer,proto3" json:"cert_issuer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -197,6 +202,20 @@ func (x *HeartbeatRequest) GetGossipKeyring() []byte {
 	return nil
 }
 
+func (x *HeartbeatRequest) GetTrustedRoots() []byte {
+	if x != nil {
+		return x.TrustedRoots
+	}
+	return nil
+}
+
+func (x *HeartbeatRequest) GetCertIssuer() string {
+	if x != nil {
+		return x.CertIssuer
+	}
+	return ""
+}
+
 type HeartbeatResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Period is when to beat next, nanoseconds.
@@ -211,7 +230,12 @@ type HeartbeatResponse struct {
 	Attachments []*NetworkAttachment `protobuf:"bytes,5,rep,name=attachments,proto3" json:"attachments,omitempty"`
 	Ingress     *Network             `protobuf:"bytes,6,opt,name=ingress,proto3" json:"ingress,omitempty"`
 	// GossipKeys are the endpoint gossip's keys, primary first.
-	GossipKeys    [][]byte `protobuf:"bytes,7,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	GossipKeys [][]byte `protobuf:"bytes,7,rep,name=gossip_keys,json=gossipKeys,proto3" json:"gossip_keys,omitempty"`
+	// RootCA is the roots bundle (PEM) nodes must trust; SigningCA the
+	// digest of the root that issues certificates now: a node whose
+	// certificate another root issued renews it.
+	RootCa        []byte `protobuf:"bytes,8,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	SigningCa     string `protobuf:"bytes,9,opt,name=signing_ca,json=signingCa,proto3" json:"signing_ca,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -293,6 +317,20 @@ func (x *HeartbeatResponse) GetGossipKeys() [][]byte {
 		return x.GossipKeys
 	}
 	return nil
+}
+
+func (x *HeartbeatResponse) GetRootCa() []byte {
+	if x != nil {
+		return x.RootCa
+	}
+	return nil
+}
+
+func (x *HeartbeatResponse) GetSigningCa() string {
+	if x != nil {
+		return x.SigningCa
+	}
+	return ""
 }
 
 type AssignmentsRequest struct {
@@ -1124,13 +1162,16 @@ var File_proto_api_dispatcher_proto protoreflect.FileDescriptor
 
 const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\n" +
-	"\x1aproto/api/dispatcher.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x14proto/api/raft.proto\"\xcd\x01\n" +
+	"\x1aproto/api/dispatcher.proto\x12\tshoal.api\x1a\x15proto/api/types.proto\x1a\x17proto/api/objects.proto\x1a\x14proto/api/raft.proto\"\x93\x02\n" +
 	"\x10HeartbeatRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12<\n" +
 	"\vdescription\x18\x02 \x01(\v2\x1a.shoal.api.NodeDescriptionR\vdescription\x12\x12\n" +
 	"\x04addr\x18\x03 \x01(\tR\x04addr\x12'\n" +
 	"\x04role\x18\x04 \x01(\x0e2\x13.shoal.api.NodeRoleR\x04role\x12%\n" +
-	"\x0egossip_keyring\x18\x05 \x01(\fR\rgossipKeyring\"\xc0\x02\n" +
+	"\x0egossip_keyring\x18\x05 \x01(\fR\rgossipKeyring\x12#\n" +
+	"\rtrusted_roots\x18\x06 \x01(\fR\ftrustedRoots\x12\x1f\n" +
+	"\vcert_issuer\x18\a \x01(\tR\n" +
+	"certIssuer\"\xf8\x02\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +
@@ -1140,7 +1181,10 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\vattachments\x18\x05 \x03(\v2\x1c.shoal.api.NetworkAttachmentR\vattachments\x12,\n" +
 	"\aingress\x18\x06 \x01(\v2\x12.shoal.api.NetworkR\aingress\x12\x1f\n" +
 	"\vgossip_keys\x18\a \x03(\fR\n" +
-	"gossipKeys\"-\n" +
+	"gossipKeys\x12\x17\n" +
+	"\aroot_ca\x18\b \x01(\fR\x06rootCa\x12\x1d\n" +
+	"\n" +
+	"signing_ca\x18\t \x01(\tR\tsigningCa\"-\n" +
 	"\x12AssignmentsRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xba\x02\n" +
 	"\x12AssignmentsMessage\x126\n" +

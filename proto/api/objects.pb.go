@@ -1504,8 +1504,17 @@ type RootCA struct {
 	ManagerTokenNonce []byte `protobuf:"bytes,4,opt,name=manager_token_nonce,json=managerTokenNonce,proto3" json:"manager_token_nonce,omitempty"`
 	WorkerTokenHash   []byte `protobuf:"bytes,5,opt,name=worker_token_hash,json=workerTokenHash,proto3" json:"worker_token_hash,omitempty"`
 	ManagerTokenHash  []byte `protobuf:"bytes,6,opt,name=manager_token_hash,json=managerTokenHash,proto3" json:"manager_token_hash,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// During a rotation of the root: the new root's certificate and key,
+	// and the new root's certificate signed by the current root (so that
+	// nodes still trusting only the current root accept certificates the
+	// new one issues). Nodes trust both roots and get certificates from the
+	// new one; once every node that is up has both, the new root replaces
+	// the current one.
+	NextCert      []byte `protobuf:"bytes,7,opt,name=next_cert,json=nextCert,proto3" json:"next_cert,omitempty"`
+	NextKey       []byte `protobuf:"bytes,8,opt,name=next_key,json=nextKey,proto3" json:"next_key,omitempty"`
+	CrossSigned   []byte `protobuf:"bytes,9,opt,name=cross_signed,json=crossSigned,proto3" json:"cross_signed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RootCA) Reset() {
@@ -1576,6 +1585,27 @@ func (x *RootCA) GetWorkerTokenHash() []byte {
 func (x *RootCA) GetManagerTokenHash() []byte {
 	if x != nil {
 		return x.ManagerTokenHash
+	}
+	return nil
+}
+
+func (x *RootCA) GetNextCert() []byte {
+	if x != nil {
+		return x.NextCert
+	}
+	return nil
+}
+
+func (x *RootCA) GetNextKey() []byte {
+	if x != nil {
+		return x.NextKey
+	}
+	return nil
+}
+
+func (x *RootCA) GetCrossSigned() []byte {
+	if x != nil {
+		return x.CrossSigned
 	}
 	return nil
 }
@@ -1818,14 +1848,17 @@ const file_proto_api_objects_proto_rawDesc = "" +
 	"gossipKeys\x12@\n" +
 	"\x0fgossip_key_step\x18\n" +
 	" \x01(\x0e2\x18.shoal.api.GossipKeyStepR\rgossipKeyStep\x12,\n" +
-	"\x12gossip_key_changed\x18\v \x01(\x03R\x10gossipKeyChanged\"\xe6\x01\n" +
+	"\x12gossip_key_changed\x18\v \x01(\x03R\x10gossipKeyChanged\"\xc1\x02\n" +
 	"\x06RootCA\x12\x12\n" +
 	"\x04cert\x18\x01 \x01(\fR\x04cert\x12\x10\n" +
 	"\x03key\x18\x02 \x01(\fR\x03key\x12,\n" +
 	"\x12worker_token_nonce\x18\x03 \x01(\fR\x10workerTokenNonce\x12.\n" +
 	"\x13manager_token_nonce\x18\x04 \x01(\fR\x11managerTokenNonce\x12*\n" +
 	"\x11worker_token_hash\x18\x05 \x01(\fR\x0fworkerTokenHash\x12,\n" +
-	"\x12manager_token_hash\x18\x06 \x01(\fR\x10managerTokenHash\"@\n" +
+	"\x12manager_token_hash\x18\x06 \x01(\fR\x10managerTokenHash\x12\x1b\n" +
+	"\tnext_cert\x18\a \x01(\fR\bnextCert\x12\x19\n" +
+	"\bnext_key\x18\b \x01(\fR\anextKey\x12!\n" +
+	"\fcross_signed\x18\t \x01(\fR\vcrossSigned\"@\n" +
 	"\vRemovedNode\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
 	"\aexpires\x18\x02 \x01(\x03R\aexpires\">\n" +

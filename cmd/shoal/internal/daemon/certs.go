@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -134,4 +135,30 @@ func (d *Daemon) ensureRole(want api.NodeRole) bool {
 		return false
 	}
 	return got == role
+}
+
+// followRoots takes the roots bundle the managers sent (a root rotation's
+// steps): it becomes the roots the node trusts, and a certificate issued
+// by another root than the signing one is renewed at once.
+func (d *Daemon) followRoots(bundle []byte, signing string) {
+	if len(bundle) == 0 {
+		return
+	}
+	chain, key, roots := d.creds.Material()
+	if !bytes.Equal(roots, bundle) {
+		if err := d.creds.UpdateRoots(bundle); err != nil {
+			d.log.Warn("root CA: the managers' roots", "err", err)
+			return
+		}
+		if err := manager.SaveNodeCredentials(d.cfg.DataDir, chain, key, bundle); err != nil {
+			d.log.Warn("root CA: save the roots", "err", err)
+		}
+		d.log.Info("root CA: trusting the managers' roots", "roots", len(d.creds.Roots().Certs()))
+	}
+	if signing != "" && d.creds.Issuer() != signing {
+		select {
+		case d.renewNow <- struct{}{}:
+		default:
+		}
+	}
 }

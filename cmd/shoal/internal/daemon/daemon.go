@@ -641,11 +641,11 @@ func (d *Daemon) runAgent(ctx context.Context) error {
 			}
 			return api.NodeRole_NODE_ROLE_WORKER
 		},
-		OnResponse:    func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
-		GossipKeyring: d.gossipKeyring,
-		Executor:      exec,
-		StateDir:      d.cfg.DataDir,
-		Overlay:       overlayOf(host),
+		OnResponse: func(resp *api.HeartbeatResponse) { d.onHeartbeat(resp) },
+		Report:     d.report,
+		Executor:   exec,
+		StateDir:   d.cfg.DataDir,
+		Overlay:    overlayOf(host),
 	})
 	go d.keepCertificate(ctx)
 	err = a.Run(ctx)
@@ -693,6 +693,7 @@ func (d *Daemon) onHeartbeat(resp *api.HeartbeatResponse) {
 		d.ensureRole(api.NodeRole_NODE_ROLE_WORKER)
 	}
 	d.setGossipKeys(resp.GossipKeys)
+	d.followRoots(resp.RootCa, resp.SigningCa)
 	if host := d.overlay.Load(); host != nil {
 		if err := host.SetIngress(resp.Ingress, resp.Attachments); err != nil {
 			d.log.Warn("overlay: routing mesh", "err", err)

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/shoalhq/shoal/manager"
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -83,10 +84,14 @@ func (d *Daemon) setGossipKeys(keys [][]byte) {
 	}
 }
 
-// gossipKeyring is the digest of the installed gossip keys, reported with
-// heartbeats.
-func (d *Daemon) gossipKeyring() []byte {
+// report adds what the managers follow rotations with to a heartbeat:
+// the digest of the installed gossip keys, of the trusted roots, and the
+// root that issued the node's certificate.
+func (d *Daemon) report(req *api.HeartbeatRequest) {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	return api.GossipKeyringDigest(d.gossipKeys)
+	req.GossipKeyring = api.GossipKeyringDigest(d.gossipKeys)
+	d.mu.Unlock()
+	_, _, roots := d.creds.Material()
+	req.TrustedRoots = ca.BundleDigest(roots)
+	req.CertIssuer = d.creds.Issuer()
 }

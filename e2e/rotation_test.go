@@ -10,6 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/proto"
+
+	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -92,4 +95,74 @@ func TestGossipKeyRotationAcrossHosts(t *testing.T) {
 	}
 	poll(t, 60*time.Second, "the client sees 2 web tasks", seesWeb(2))
 	t.Logf("gossip key rotation across 3 hosts: %s", rotated.Round(time.Millisecond))
+}
+
+// TestRootCARotationUnderLoad rotates the root CA of 3 hosts, all of them
+// managers (Raft moves to the new root too), while web rolls from v1 to
+// v2 under load: not one request through the VIP fails, the rotation
+// completes with every host on a certificate from the new root, and the
+// join tokens change with the root.
+func TestRootCARotationUnderLoad(t *testing.T) {
+	c := newCluster(t, 3, 3)
+	r := newRig(t, c, rigSpec{clientHost: "h1",
+		update: &api.UpdateConfig{Parallelism: proto.Uint64(2), Order: api.UpdateConfig_ORDER_START_FIRST, Monitor: proto.Int64(int64(time.Second))}})
+	h1 := c.Host(1)
+	tokBefore, err := h1.CLI(t.Context(), "cluster", "join-token", "-q", "worker")
+	if err != nil {
+		t.Fatal(tokBefore, err)
+	}
+	var rotated time.Duration
+	run, err := r.underLoad(t, "root-ca-rotation", func() error {
+		start := time.Now()
+		if out, err := h1.CLI(t.Context(), "cluster", "ca", "--rotate", "-d"); err != nil {
+			return fmt.Errorf("cluster ca --rotate: %v\n%s", err, out)
+		}
+		if out, err := h1.CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:v2"), "web"); err != nil {
+			return fmt.Errorf("service update: %v\n%s", err, out)
+		}
+		deadline := time.Now().Add(time.Minute)
+		for {
+			out, err := h1.CLI(t.Context(), "cluster", "ca")
+			if err == nil && !strings.Contains(out, "Rotating to") {
+				rotated = time.Since(start)
+				return nil
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("the root CA rotation did not complete within a minute: %v\n%s", err, out)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("root-ca-rotation scenario: %s, rotation %s", run.summary(), rotated.Round(time.Millisecond))
+	if run.failed.Load() != 0 || run.sent.Load() < minRequests {
+		t.Fatalf("root CA rotation under load: %s", run.summary())
+	}
+	out, err := h1.CLI(t.Context(), "cluster", "ca")
+	if err != nil {
+		t.Fatal(out, err)
+	}
+	digest := strings.TrimSpace(strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "Root CA digest:"))
+	tokAfter, err := h1.CLI(t.Context(), "cluster", "join-token", "-q", "worker")
+	if err != nil || tokAfter == tokBefore || !strings.Contains(tokAfter, digest) {
+		t.Fatalf("join token after the rotation: %v %q (before %q, root %s)", err, tokAfter, tokBefore, digest)
+	}
+	poll(t, 10*time.Second, "every host on a certificate from the new root", func() error {
+		for _, h := range c.Hosts {
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(h.Socket), "certificates", ca.NodeRootsFile))
+			if err != nil {
+				return err
+			}
+			roots, err := ca.ParseCertificates(b)
+			if err != nil || len(roots) != 1 || ca.DigestOf(roots[0]) != digest {
+				return fmt.Errorf("%s trusts %d roots (%v)", h.Name, len(roots), err)
+			}
+		}
+		return nil
+	})
+	if out, err := h1.CLI(t.Context(), "node", "ls"); err != nil || strings.Count(out, "Ready") != 3 {
+		t.Fatalf("nodes after the rotation: %v\n%s", err, out)
+	}
 }
