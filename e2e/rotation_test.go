@@ -120,18 +120,15 @@ func TestRootCARotationUnderLoad(t *testing.T) {
 		if out, err := h1.CLI(t.Context(), "service", "update", "--wait-timeout", "2m", "--image", c.ref("web:v2"), "web"); err != nil {
 			return fmt.Errorf("service update: %v\n%s", err, out)
 		}
-		deadline := time.Now().Add(time.Minute)
-		for {
+		poll(t, time.Minute, "the root CA rotation completes", func() error {
 			out, err := h1.CLI(t.Context(), "cluster", "ca")
-			if err == nil && !strings.Contains(out, "Rotating to") {
-				rotated = time.Since(start)
-				return nil
+			if err == nil && strings.Contains(out, "Rotating to") {
+				err = fmt.Errorf("still rotating:\n%s", out)
 			}
-			if time.Now().After(deadline) {
-				return fmt.Errorf("the root CA rotation did not complete within a minute: %v\n%s", err, out)
-			}
-			time.Sleep(200 * time.Millisecond)
-		}
+			return err
+		})
+		rotated = time.Since(start)
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -119,8 +119,12 @@ func TestJoinTokens(t *testing.T) {
 	leader := tc.WaitForLeader(10 * time.Second)
 	ctx, cancel := ctx5()
 	defer cancel()
+	var lastCreds *ca.Credentials
 	join := func(token string) (*api.JoinResponse, error) {
-		resp, _, err := JoinCluster(ctx, leader.Addr, token, "", &api.JoinRequest{Addr: "127.0.0.1:1", Description: &api.NodeDescription{Hostname: "worker-1"}})
+		resp, creds, err := JoinCluster(ctx, leader.Addr, token, "", &api.JoinRequest{Addr: "127.0.0.1:1", Description: &api.NodeDescription{Hostname: "worker-1"}})
+		if err == nil {
+			lastCreds = creds
+		}
 		return resp, err
 	}
 	good := tc.Tokens.Worker
@@ -134,6 +138,7 @@ func TestJoinTokens(t *testing.T) {
 	if err != nil || resp.Role != api.NodeRole_NODE_ROLE_WORKER || resp.ClusterId != tc.Cluster.Id || resp.NodeId == "" {
 		t.Fatalf("worker join: %v %v", resp, err)
 	}
+	joined, joinedCreds := resp.NodeId, lastCreds
 	again, err := join(good)
 	if err != nil || again.NodeId == resp.NodeId {
 		t.Fatalf("a second join must get a new node ID: %v %v", again, err)
@@ -157,6 +162,10 @@ func TestJoinTokens(t *testing.T) {
 	}
 	if _, err := join(good); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("rotated-out token: got %v, want PermissionDenied", err)
+	}
+	// A node that joined with the old token keeps working.
+	if _, err := api.NewDispatcherClient(dialAs(t, joinedCreds, leader.Addr)).Heartbeat(ctx, &api.HeartbeatRequest{NodeId: joined}); err != nil {
+		t.Fatalf("a node joined with the rotated token: %v", err)
 	}
 	if _, err := join(rot.Cluster.JoinTokens.Worker); err != nil {
 		t.Fatalf("new token: %v", err)

@@ -205,8 +205,8 @@ func (d *Dispatcher) Reported(nodeID string) (Report, bool) {
 
 // Heartbeat records a node's heartbeat (leader only) and answers with the
 // node's desired role, the period, the managers, the node's own network
-// attachments, the ingress network, the gossip keys and the roots to
-// trust. It writes the node
+// attachments, the ingress network, the gossip keys, the roots to trust
+// and the removed nodes. It writes the node
 // only when its state, address or description changed. Fails with
 // ErrNodeRemoved for an unknown node.
 func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (*api.HeartbeatResponse, error) {
@@ -252,6 +252,9 @@ func (d *Dispatcher) Heartbeat(ctx context.Context, req *api.HeartbeatRequest) (
 	resp := &api.HeartbeatResponse{Period: int64(d.Period()), Attachments: node.GetAttachments(), Ingress: ingress, GossipKeys: cluster.GetGossipKeys()}
 	if d.cfg.Trust != nil && cluster != nil {
 		resp.RootCa, resp.SigningCa = d.cfg.Trust(cluster)
+	}
+	for _, r := range cluster.GetRemovedNodes() {
+		resp.RemovedNodes = append(resp.RemovedNodes, r.GetNodeId())
 	}
 	if node.Spec != nil {
 		resp.DesiredRole = node.Spec.DesiredRole

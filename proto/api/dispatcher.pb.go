@@ -234,8 +234,11 @@ type HeartbeatResponse struct {
 	// RootCA is the roots bundle (PEM) nodes must trust; SigningCA the
 	// digest of the root that issues certificates now: a node whose
 	// certificate another root issued renews it.
-	RootCa        []byte `protobuf:"bytes,8,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
-	SigningCa     string `protobuf:"bytes,9,opt,name=signing_ca,json=signingCa,proto3" json:"signing_ca,omitempty"`
+	RootCa    []byte `protobuf:"bytes,8,opt,name=root_ca,json=rootCa,proto3" json:"root_ca,omitempty"`
+	SigningCa string `protobuf:"bytes,9,opt,name=signing_ca,json=signingCa,proto3" json:"signing_ca,omitempty"`
+	// RemovedNodes are nodes removed from the cluster whose certificates
+	// may not have expired: the node refuses them too.
+	RemovedNodes  []string `protobuf:"bytes,10,rep,name=removed_nodes,json=removedNodes,proto3" json:"removed_nodes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -331,6 +334,13 @@ func (x *HeartbeatResponse) GetSigningCa() string {
 		return x.SigningCa
 	}
 	return ""
+}
+
+func (x *HeartbeatResponse) GetRemovedNodes() []string {
+	if x != nil {
+		return x.RemovedNodes
+	}
+	return nil
 }
 
 type AssignmentsRequest struct {
@@ -1171,7 +1181,7 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"\x0egossip_keyring\x18\x05 \x01(\fR\rgossipKeyring\x12#\n" +
 	"\rtrusted_roots\x18\x06 \x01(\fR\ftrustedRoots\x12\x1f\n" +
 	"\vcert_issuer\x18\a \x01(\tR\n" +
-	"certIssuer\"\xf8\x02\n" +
+	"certIssuer\"\x9d\x03\n" +
 	"\x11HeartbeatResponse\x12\x16\n" +
 	"\x06period\x18\x01 \x01(\x03R\x06period\x126\n" +
 	"\fdesired_role\x18\x02 \x01(\x0e2\x13.shoal.api.NodeRoleR\vdesiredRole\x12+\n" +
@@ -1184,7 +1194,9 @@ const file_proto_api_dispatcher_proto_rawDesc = "" +
 	"gossipKeys\x12\x17\n" +
 	"\aroot_ca\x18\b \x01(\fR\x06rootCa\x12\x1d\n" +
 	"\n" +
-	"signing_ca\x18\t \x01(\tR\tsigningCa\"-\n" +
+	"signing_ca\x18\t \x01(\tR\tsigningCa\x12#\n" +
+	"\rremoved_nodes\x18\n" +
+	" \x03(\tR\fremovedNodes\"-\n" +
 	"\x12AssignmentsRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\xba\x02\n" +
 	"\x12AssignmentsMessage\x126\n" +

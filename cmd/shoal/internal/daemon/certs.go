@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/shoalhq/shoal/manager"
+	"github.com/shoalhq/shoal/manager/authz"
 	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/proto/api"
 )
@@ -161,4 +162,31 @@ func (d *Daemon) followRoots(bundle []byte, signing string) {
 		default:
 		}
 	}
+}
+
+// removedNodes is what a node that is not a manager knows of the nodes
+// removed from the cluster (from its heartbeats): its server refuses
+// their certificates too.
+type removedNodes map[string]bool
+
+// Check implements authz.Membership.
+func (r removedNodes) Check(id ca.Identity) (ca.Role, error) {
+	if r[id.ID] {
+		return "", authz.ErrRemoved
+	}
+	return id.Role, nil
+}
+
+// followRemovals takes the removed nodes the managers sent: they are
+// refused from now on, and their open connections to this node cut.
+func (d *Daemon) followRemovals(ids []string) {
+	old := d.removed.Load()
+	next := make(removedNodes, len(ids))
+	for _, id := range ids {
+		next[id] = true
+		if old == nil || !(*old)[id] {
+			d.tr.Mux.Cut(id)
+		}
+	}
+	d.removed.Store(&next)
 }

@@ -1,8 +1,12 @@
 package daemon
 
 import (
+	"errors"
 	"testing"
 	"time"
+
+	"github.com/shoalhq/shoal/manager/authz"
+	"github.com/shoalhq/shoal/manager/ca"
 )
 
 // Renewal happens between 50% and 80% of a certificate's lifetime, and
@@ -20,5 +24,17 @@ func TestRenewAt(t *testing.T) {
 	}
 	if len(seen) < 10 {
 		t.Fatalf("renewal points spread over %d minutes only", len(seen))
+	}
+}
+
+// A node that is not a manager refuses the certificates of nodes its
+// heartbeats list as removed, and keeps the others' roles.
+func TestRemovedNodesRefused(t *testing.T) {
+	r := removedNodes{"gone": true}
+	if _, err := r.Check(ca.Identity{ID: "gone", Role: ca.RoleManager}); !errors.Is(err, authz.ErrRemoved) {
+		t.Fatalf("removed node: %v", err)
+	}
+	if role, err := r.Check(ca.Identity{ID: "m1", Role: ca.RoleManager}); err != nil || role != ca.RoleManager {
+		t.Fatalf("a member: %v %v", role, err)
 	}
 }
