@@ -256,17 +256,33 @@ func TestPlaintextRefused(t *testing.T) {
 			}
 		}
 	}
-	// A TLS client that offers Raft but has no manager certificate is
-	// cut off as well.
-	c, err := tls.Dial("tcp", leader.Addr, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{raft.ALPNRaft}})
-	if err == nil {
-		_, _ = c.Write([]byte{0x00})
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-		_, err = c.Read(make([]byte, 1))
-		c.Close()
+	// A TLS client that offers Raft without a manager certificate (none,
+	// or a worker's) is cut off as well.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, wcreds, err := tc.JoinNode(ctx, leader.Addr, api.NodeRole_NODE_ROLE_WORKER, "127.0.0.1:9")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err == nil {
-		t.Error("an anonymous Raft connection was kept open")
+	waitFor(t, 5*time.Second, "managers in step", func() error { return sameHashes(tc) })
+	before, index = leader.Store().HashAndIndex()
+	for name, cfg := range map[string]*tls.Config{
+		"anonymous": {InsecureSkipVerify: true, NextProtos: []string{raft.ALPNRaft}},
+		"worker":    wcreds.ClientConfig(ca.ExpectManager, raft.ALPNRaft),
+	} {
+		c, err := tls.Dial("tcp", leader.Addr, cfg)
+		if err == nil {
+			_, _ = c.Write([]byte{0x00})
+			_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Read(make([]byte, 1))
+			c.Close()
+		}
+		// Cut off: EOF or a reset at once. Kept, the Raft transport would
+		// wait for the rest of the message and the read time out.
+		var ne net.Error
+		if err == nil || errors.As(err, &ne) && ne.Timeout() {
+			t.Errorf("a Raft connection with %s credentials was kept open: %v", name, err)
+		}
 	}
 	if got := tc.WaitForLeader(5 * time.Second); got != leader {
 		t.Errorf("the leader changed (%s → %s)", leader.NodeID(), got.NodeID())
