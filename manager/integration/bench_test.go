@@ -13,7 +13,7 @@ import (
 
 // BenchmarkConverge measures a service create of R replicas on N simulated
 // nodes (zero start delay) until every task is RUNNING in the store,
-// through real gRPC and Raft with three managers.
+// through real gRPC and Raft over mutual TLS with three managers.
 func BenchmarkConverge(b *testing.B) {
 	for _, bc := range []struct{ nodes, replicas int }{{1000, 10000}} {
 		b.Run(fmt.Sprintf("managers=3/nodes=%d/replicas=%d", bc.nodes, bc.replicas), func(b *testing.B) {
