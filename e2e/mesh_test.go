@@ -69,26 +69,34 @@ func TestRoutingMesh(t *testing.T) {
 	for _, h := range c.Hosts {
 		url := "http://" + h.Addr + ":8080/"
 		poll(t, 20*time.Second, "port 8080 answers on "+h.Name, func() error { _, err := getEcho(hc, url); return err })
-		seen := map[string]int{}
-		for i := 0; i < 30; i++ {
-			a, err := getEcho(hc, url)
-			if err != nil {
-				t.Fatalf("%s: request %d: %v", url, i, err)
+		// Each task's endpoint reaches the host's routing mesh through the
+		// gossip a few milliseconds after the other: once the port
+		// answers, every request must be answered, and 30 in a row must
+		// reach both tasks before the deadline.
+		poll(t, 20*time.Second, "port 8080 on "+h.Name+" reaches both tasks", func() error {
+			seen := map[string]int{}
+			for i := 0; i < 30; i++ {
+				a, err := getEcho(hc, url)
+				if err != nil {
+					t.Fatalf("%s: request %d: %v", url, i, err)
+				}
+				// The address must be the client's; the port may differ
+				// when conntrack remaps it to keep two flows' replies
+				// apart (the same client port reused through another
+				// node).
+				mu.Lock()
+				own := local[hostOf(a.Client)]
+				mu.Unlock()
+				if !own {
+					t.Fatalf("%s: the task saw client %s, not the client's own address (SNAT?)", url, a.Client)
+				}
+				seen[a.TaskID]++
 			}
-			// The address must be the client's; the port may differ when
-			// conntrack remaps it to keep two flows' replies apart (the
-			// same client port reused through another node).
-			mu.Lock()
-			own := local[hostOf(a.Client)]
-			mu.Unlock()
-			if !own {
-				t.Fatalf("%s: the task saw client %s, not the client's own address (SNAT?)", url, a.Client)
+			if len(seen) != 2 {
+				return fmt.Errorf("30 requests reached %v, want both tasks", seen)
 			}
-			seen[a.TaskID]++
-		}
-		if len(seen) != 2 {
-			t.Fatalf("%s: 30 requests reached %v, want both tasks", url, seen)
-		}
+			return nil
+		})
 	}
 
 	// UDP: a datagram to 8081 on any host is answered by a task that saw
