@@ -14,7 +14,8 @@ import (
 // the seam for transport credentials (plain now, mutual TLS later).
 type DialFunc func(addr string) (*grpc.ClientConn, error)
 
-// peerConns keeps one client connection per manager address.
+// peerConns keeps one client connection per address (of managers, or of
+// any node for task logs).
 type peerConns struct {
 	dial  DialFunc
 	mu    sync.Mutex
@@ -33,7 +34,7 @@ func (p *peerConns) get(addr string) (*grpc.ClientConn, error) {
 	}
 	c, err := p.dial(addr)
 	if err != nil {
-		return nil, fmt.Errorf("dial manager %s: %w", addr, err)
+		return nil, fmt.Errorf("dial %s: %w", addr, err)
 	}
 	p.conns[addr] = c
 	return c, nil

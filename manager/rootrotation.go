@@ -8,7 +8,7 @@ import (
 
 	"github.com/shoalhq/shoal/manager/ca"
 	"github.com/shoalhq/shoal/manager/controlapi"
-	"github.com/shoalhq/shoal/manager/store"
+	"github.com/shoalhq/shoal/manager/dispatcher"
 	"github.com/shoalhq/shoal/proto/api"
 )
 
@@ -25,28 +25,18 @@ func (m *Manager) rootRotationOnce(ctx context.Context) error {
 	}
 	bundle := ca.BundleDigest(controlapi.TrustBundle(c))
 	signing := controlapi.SigningDigest(c)
-	var nodes []*api.Node
-	m.store.View(func(tx store.ReadTx) { nodes = tx.FindNodes(store.All()) })
-	for _, n := range nodes {
-		if n.GetStatus().GetState() == api.NodeState_NODE_STATE_DOWN {
-			continue
-		}
-		r, ok := m.dispatcher.Reported(n.Id)
-		if !ok || !bytes.Equal(r.TrustedRoots, bundle) || r.CertIssuer != signing {
-			return nil
-		}
+	moved := m.everyLiveNode(func(r dispatcher.Report) bool {
+		return bytes.Equal(r.TrustedRoots, bundle) && r.CertIssuer == signing
+	})
+	if !moved {
+		return nil
 	}
 	next := proto.Clone(c).(*api.Cluster)
 	if err := controlapi.FinishRootRotation(next); err != nil {
 		return err
 	}
-	err := m.store.Update(ctx, func(tx store.Tx) error {
-		if cur := tx.GetCluster(c.Id); cur == nil || cur.GetMeta().GetVersion() != c.GetMeta().GetVersion() {
-			return nil // changed meanwhile: the next pass looks again
-		}
-		return tx.UpdateCluster(next)
-	})
-	if err == nil {
+	written, err := m.replaceCluster(ctx, c, next)
+	if written {
 		m.log.Info("root CA rotated: every node has a certificate from the new root", "root", signing)
 	}
 	return err

@@ -55,6 +55,7 @@ type RootCA struct {
 	// Cert is the root certificate; CertPEM its PEM encoding.
 	Cert    *x509.Certificate
 	CertPEM []byte
+	digest  string
 	signer  crypto.Signer
 	keyPEM  []byte
 }
@@ -97,7 +98,7 @@ func ParseRootCA(certPEM, keyPEM []byte) (*RootCA, error) {
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, ErrNotCA
 	}
-	r := &RootCA{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})}
+	r := &RootCA{Cert: cert, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}), digest: DigestOf(cert)}
 	if keyPEM == nil {
 		return r, nil
 	}
@@ -120,7 +121,7 @@ func (r *RootCA) KeyPEM() []byte { return bytes.Clone(r.keyPEM) }
 func (r *RootCA) CanSign() bool { return r.signer != nil }
 
 // Digest is the root certificate's SHA-256, as join tokens carry it.
-func (r *RootCA) Digest() string { return DigestOf(r.Cert) }
+func (r *RootCA) Digest() string { return r.digest }
 
 // DigestOf returns a certificate's SHA-256 in the encoding of join tokens
 // (lower-case base32 without padding, 52 characters).

@@ -45,7 +45,12 @@ func NewGossipKey() []byte {
 // RotateJoinToken gives role's token a new nonce in rc (a clone the
 // caller owns): the old token stops admitting nodes.
 func RotateJoinToken(rc *api.RootCA, root *ca.RootCA, role ca.Role) error {
-	nonce := ca.NewNonce()
+	return setJoinToken(rc, root, role, ca.NewNonce())
+}
+
+// setJoinToken gives role's token in rc the nonce, and the hash of the
+// secret root derives from it.
+func setJoinToken(rc *api.RootCA, root *ca.RootCA, role ca.Role, nonce []byte) error {
 	tok, err := root.JoinToken(role, nonce)
 	if err != nil {
 		return err
@@ -235,21 +240,12 @@ func FinishRootRotation(c *api.Cluster) error {
 	if err != nil {
 		return err
 	}
-	out := &api.RootCA{Cert: next.CertPEM, Key: next.KeyPEM(), WorkerTokenNonce: rc.WorkerTokenNonce, ManagerTokenNonce: rc.ManagerTokenNonce}
-	for _, role := range []ca.Role{ca.RoleWorker, ca.RoleManager} {
-		nonce := out.WorkerTokenNonce
-		if role == ca.RoleManager {
-			nonce = out.ManagerTokenNonce
-		}
-		tok, err := next.JoinToken(role, nonce)
-		if err != nil {
-			return err
-		}
-		if role == ca.RoleManager {
-			out.ManagerTokenHash = ca.HashSecret(tok.Secret)
-		} else {
-			out.WorkerTokenHash = ca.HashSecret(tok.Secret)
-		}
+	out := &api.RootCA{Cert: next.CertPEM, Key: next.KeyPEM()}
+	if err := setJoinToken(out, next, ca.RoleWorker, rc.WorkerTokenNonce); err != nil {
+		return err
+	}
+	if err := setJoinToken(out, next, ca.RoleManager, rc.ManagerTokenNonce); err != nil {
+		return err
 	}
 	c.RootCa = out
 	return nil
